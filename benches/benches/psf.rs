@@ -1,0 +1,102 @@
+//! psf-kl speed against the FFT yardstick.
+//!
+//! Group `psf/4096`: a 4096^2 varying-PSF sky-sim image with ~700 bright stars (about 500
+//! pass the selection). `select_fit` = star selection + stamps + KL basis + coefficient
+//! fields given the background and the catalogue; `estimate_psf` = the whole one-call
+//! estimate (background, detection, selection, fit); `fft2_forward_f32` = one 2-D real
+//! forward FFT of the same image (the yardstick). Group `psf/convolve_1024`: the varying-PSF
+//! convolution of a 1024^2 image against its FFT yardstick.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use diffim::core::fft::Fft2;
+use diffim::psf::{KlParams, KlPsf, PsfEstimateParams, SelectParams, estimate_psf, select_stars};
+use sky_sim::{SimConfig, simulate};
+use source_extract::{BackgroundParams, DetectParams, detect, estimate_background};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn config(n: usize, n_stars: usize) -> SimConfig {
+    let mut cfg = SimConfig::varying_psf().with_size(n, n).with_seed(3);
+    cfg.n_stars = n_stars;
+    cfg.star_flux_min = 60_000.0;
+    cfg.star_flux_max = 400_000.0;
+    cfg.n_transients = 0;
+    cfg
+}
+
+fn bench_psf(c: &mut Criterion) {
+    let n = 4096;
+    let pair = simulate(&config(n, 700)).unwrap();
+    let img = pair.science;
+    let bg = estimate_background(&img.view(), None, &BackgroundParams::default()).unwrap();
+    let dp = DetectParams {
+        saturation: Some(pair.config.science.saturation),
+        ..Default::default()
+    };
+    let objects = detect(&img.view(), &bg, None, &dp).unwrap();
+    let sp = SelectParams {
+        saturation: Some(pair.config.science.saturation),
+        gain: Some(pair.config.science.gain),
+        ..Default::default()
+    };
+    let kp = KlParams::default();
+    let stars = select_stars(&img.view(), &bg, None, &objects, &sp).unwrap();
+    let model = KlPsf::fit(&stars, &kp).unwrap();
+    eprintln!(
+        "psf/{n}: {} objects, {} stars, {} basis elements, stamp {}",
+        objects.len(),
+        stars.len(),
+        model.n_basis(),
+        stars.stamp_size
+    );
+    let mut g = c.benchmark_group(format!("psf/{n}"));
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function(BenchmarkId::new("select_fit", n), |b| {
+        b.iter(|| {
+            let s = select_stars(black_box(&img.view()), &bg, None, &objects, &sp).unwrap();
+            KlPsf::fit(&s, &kp).unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::new("fit_only", n), |b| {
+        b.iter(|| KlPsf::fit(black_box(&stars), &kp).unwrap())
+    });
+    let ep = PsfEstimateParams {
+        saturation: Some(pair.config.science.saturation),
+        gain: Some(pair.config.science.gain),
+        ..Default::default()
+    };
+    g.bench_function(BenchmarkId::new("estimate_psf", n), |b| {
+        b.iter(|| estimate_psf(black_box(&img.view()), None, &ep).unwrap())
+    });
+    let fft = Fft2::<f32>::new(n, n);
+    g.bench_function(BenchmarkId::new("fft2_forward_f32", n), |b| {
+        b.iter(|| fft.forward(black_box(&img.view())))
+    });
+    g.finish();
+
+    let m = 1024;
+    let pair = simulate(&config(m, 150)).unwrap();
+    let ep = PsfEstimateParams {
+        saturation: Some(pair.config.science.saturation),
+        gain: Some(pair.config.science.gain),
+        ..Default::default()
+    };
+    let est = estimate_psf(&pair.science.view(), None, &ep).unwrap();
+    let mut g = c.benchmark_group("psf/convolve_1024");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function(BenchmarkId::new("convolve_varying", m), |b| {
+        b.iter(|| diffim::psf::convolve_varying(black_box(&pair.science.view()), &est.model))
+    });
+    let fft = Fft2::<f32>::new(m, m);
+    g.bench_function(BenchmarkId::new("fft2_forward_f32", m), |b| {
+        b.iter(|| fft.forward(black_box(&pair.science.view())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_psf);
+criterion_main!(benches);

@@ -1,0 +1,145 @@
+//! CLI tests of `diffim subtract --method hotpants`, against a stand-in HOTPANTS (a shell
+//! script written by the test) so that no real HOTPANTS is needed.
+#![allow(clippy::unwrap_used)]
+#![cfg(unix)]
+
+use diffim::fits::{Hdu, WriteOptions, read_image, read_mask, write_image};
+use diffim::sim::{SimConfig, SimPair, simulate};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A stand-in for HOTPANTS: checks that its inputs exist, then copies them to the outputs
+/// (diff = science, conv = template, noise = science noise, mask = science mask). With
+/// `FAIL=1` in its environment it fails like HOTPANTS does (message on stderr, status 1).
+const FAKE: &str = r#"#!/bin/sh
+if [ -n "$FAIL" ]; then echo "FATAL ERROR fake HOTPANTS failing on purpose" >&2; exit 1; fi
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -inim) inim=$2; shift 2;;
+    -tmplim) tmplim=$2; shift 2;;
+    -outim) outim=$2; shift 2;;
+    -oci) oci=$2; shift 2;;
+    -oni) oni=$2; shift 2;;
+    -omi) omi=$2; shift 2;;
+    -ini) ini=$2; shift 2;;
+    -imi) imi=$2; shift 2;;
+    -ng) n=$2; shift $((2 + 2 * n));;
+    -okn|-hki|-sconv|-convvar) shift;;
+    *) shift 2;;
+  esac
+done
+for f in "$inim" "$tmplim" "$ini" "$imi"; do
+  [ -f "$f" ] || { echo "FATAL ERROR missing input '$f'" >&2; exit 1; }
+done
+cp "$inim" "$outim" && cp "$tmplim" "$oci" && cp "$ini" "$oni" && cp "$imi" "$omi" || exit 2
+echo SUCCESS >&2
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pair: SimPair,
+    sci: PathBuf,
+    tmpl: PathBuf,
+    fake: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = simulate(&SimConfig::default().with_size(256, 256).with_seed(7)).unwrap();
+    let sci = dir.path().join("sci.fits");
+    let tmpl = dir.path().join("tmpl.fits");
+    write_image(
+        &sci,
+        &pair.science.view(),
+        &pair.science_header,
+        WriteOptions::default(),
+    )
+    .unwrap();
+    write_image(
+        &tmpl,
+        &pair.template.view(),
+        &pair.template_header,
+        WriteOptions::default(),
+    )
+    .unwrap();
+    let fake = dir.path().join("hotpants");
+    std::fs::write(&fake, FAKE).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Setup {
+        dir,
+        pair,
+        sci,
+        tmpl,
+        fake,
+    }
+}
+
+fn subtract(s: &Setup, out: &Path, hotpants: &Path, fail: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_diffim"));
+    cmd.args([
+        "subtract",
+        s.sci.to_str().unwrap(),
+        s.tmpl.to_str().unwrap(),
+    ])
+    .args(["--method", "hotpants", "--out", out.to_str().unwrap()])
+    .args(["--hotpants", hotpants.to_str().unwrap()]);
+    if fail {
+        cmd.env("FAIL", "1");
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn subtract_with_hotpants_writes_the_outputs() {
+    let s = setup();
+    let out = s.dir.path().join("out");
+    let o = subtract(&s, &out, &s.fake, false);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The stand-in's "difference" is the science image, its convolved image the template.
+    let diff = read_image::<f32>(&out.join("diff.fits"), &Hdu::Primary).unwrap();
+    let mask = read_mask(&out.join("mask.fits"), &Hdu::Primary).unwrap();
+    let conv = read_image::<f32>(&out.join("convolved.fits"), &Hdu::Primary).unwrap();
+    assert_eq!(diff.data.dim(), (256, 256));
+    let mut n_good = 0;
+    for ((iy, ix), &m) in mask.indexed_iter() {
+        if !m {
+            n_good += 1;
+            assert_eq!(diff.data[[iy, ix]], s.pair.science[[iy, ix]]);
+            assert_eq!(conv.data[[iy, ix]], s.pair.template[[iy, ix]]);
+        }
+    }
+    assert!(n_good > 256 * 256 * 9 / 10, "{n_good} good pixels");
+    // The science WCS is carried to the outputs.
+    assert_eq!(
+        diff.header.get_f64("CRVAL1").unwrap(),
+        s.pair.science_header.get_f64("CRVAL1").unwrap()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["method"], "hotpants", "{summary}");
+    let text = summary.to_string();
+    assert!(
+        text.contains("\"-ng\"") && text.contains("\"-ini\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn hotpants_failures_reach_the_user() {
+    let s = setup();
+    let out = s.dir.path().join("out");
+    let o = subtract(&s, &out, &s.fake, true);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("failing on purpose"), "stderr: {err}");
+
+    let o = subtract(&s, &out, &s.dir.path().join("no-such-hotpants"), false);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.to_lowercase().contains("not found"), "stderr: {err}");
+}

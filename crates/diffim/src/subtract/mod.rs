@@ -1,0 +1,211 @@
+//! Image subtraction with a common input and result shape for every method.
+//!
+//! Each method (ZOGY, SFFT, HOTPANTS) takes the same [`SubtractInputs`] and returns the same
+//! [`Subtraction`], so the CLI, the pipeline and the demo treat them alike. The glue here
+//! estimates what a method needs (background, noise maps, PSFs, star lists) with the member
+//! crates; the algorithms themselves live in `zogy-core`, `sfft-core` and `hotpants-sys`.
+
+use ndarray::{Array2, ArrayView2};
+use serde::Serialize;
+
+mod output;
+pub mod hotpants;
+pub mod sfft;
+pub mod zogy;
+
+pub use output::{OutputError, plane_file_name, write_outputs};
+
+/// Which subtraction method to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// ZOGY proper subtraction (Zackay, Ofek & Gal-Yam 2016).
+    Zogy,
+    /// SFFT delta-basis kernel fit (Hu et al. 2022).
+    Sfft,
+    /// An installed HOTPANTS executable (Becker 2015; Alard & Lupton 1998).
+    Hotpants,
+}
+
+impl std::str::FromStr for Method {
+    type Err = SubtractError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "zogy" => Ok(Self::Zogy),
+            "sfft" => Ok(Self::Sfft),
+            "hotpants" => Ok(Self::Hotpants),
+            _ => Err(SubtractError::UnknownMethod(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Zogy => "zogy",
+            Self::Sfft => "sfft",
+            Self::Hotpants => "hotpants",
+        })
+    }
+}
+
+/// The images (aligned, same shape) and what is known about them.
+#[derive(Debug, Clone, Copy)]
+pub struct SubtractInputs<'a> {
+    /// Science ("new") image, ADU.
+    pub science: ArrayView2<'a, f32>,
+    /// Template ("reference") image on the same pixel grid, ADU.
+    pub template: ArrayView2<'a, f32>,
+    /// Science bad-pixel mask (`true` = bad); NaN/Inf pixels are masked in any case.
+    pub science_mask: Option<ArrayView2<'a, bool>>,
+    /// Template bad-pixel mask.
+    pub template_mask: Option<ArrayView2<'a, bool>>,
+    /// Science gain, e-/ADU (for the source-noise term of the noise model).
+    pub science_gain: Option<f64>,
+    /// Template gain, e-/ADU.
+    pub template_gain: Option<f64>,
+    /// Science per-pixel noise RMS, when known (otherwise estimated).
+    pub science_noise: Option<ArrayView2<'a, f32>>,
+    /// Template per-pixel noise RMS, when known.
+    pub template_noise: Option<ArrayView2<'a, f32>>,
+    /// Saturation level of the science image, ADU (pixels above are masked).
+    pub science_saturation: Option<f64>,
+    /// Saturation level of the template, ADU.
+    pub template_saturation: Option<f64>,
+}
+
+impl<'a> SubtractInputs<'a> {
+    /// Inputs with only the two images; everything else estimated.
+    pub fn new(science: ArrayView2<'a, f32>, template: ArrayView2<'a, f32>) -> Self {
+        Self {
+            science,
+            template,
+            science_mask: None,
+            template_mask: None,
+            science_gain: None,
+            template_gain: None,
+            science_noise: None,
+            template_noise: None,
+            science_saturation: None,
+            template_saturation: None,
+        }
+    }
+
+    /// Checks that every plane has the science image's shape.
+    pub fn validate(&self) -> Result<(), SubtractError> {
+        let want = self.science.dim();
+        let check = |name: &'static str, got: (usize, usize)| {
+            if got == want {
+                Ok(())
+            } else {
+                Err(SubtractError::ShapeMismatch { name, expected: want, got })
+            }
+        };
+        check("template", self.template.dim())?;
+        if let Some(m) = &self.science_mask {
+            check("science mask", m.dim())?;
+        }
+        if let Some(m) = &self.template_mask {
+            check("template mask", m.dim())?;
+        }
+        if let Some(m) = &self.science_noise {
+            check("science noise", m.dim())?;
+        }
+        if let Some(m) = &self.template_noise {
+            check("template noise", m.dim())?;
+        }
+        Ok(())
+    }
+}
+
+/// The common result of every method.
+#[derive(Debug, Clone)]
+pub struct Subtraction {
+    /// The method that made it.
+    pub method: Method,
+    /// Difference image, science photometric units (ADU of the science image).
+    pub diff: Array2<f32>,
+    /// Significance image: ZOGY's Scorr, or diff/noise for SFFT and HOTPANTS.
+    pub significance: Array2<f32>,
+    /// Per-pixel noise RMS of `diff`.
+    pub noise: Array2<f32>,
+    /// Combined bad-pixel mask of the result (`true` = bad).
+    pub mask: Array2<bool>,
+    /// Method-specific planes by name (e.g. "convolved", "flux", "psf_d", "kernel_grid");
+    /// shapes may differ from the image (PSF stamps, kernel mosaics).
+    pub extra: Vec<(String, Array2<f32>)>,
+    /// FWHM (pixels) of the science PSF as measured, when the method measured it.
+    pub science_fwhm: Option<f64>,
+    /// Method diagnostics (fit quality, flux ratio, iterations...), ready for summary.json.
+    pub diagnostics: serde_json::Value,
+    /// Wall-clock seconds per stage, in order.
+    pub timings: Vec<(String, f64)>,
+}
+
+impl Subtraction {
+    /// An extra plane by name.
+    pub fn extra(&self, name: &str) -> Option<&Array2<f32>> {
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+    }
+}
+
+/// Why a subtraction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubtractError {
+    /// A plane does not have the science image's shape.
+    #[error("{name} has shape {got:?}, expected {expected:?} (the science image's)")]
+    ShapeMismatch {
+        /// Which plane.
+        name: &'static str,
+        /// The science image's shape (rows, columns).
+        expected: (usize, usize),
+        /// The plane's shape.
+        got: (usize, usize),
+    },
+    /// An unknown method name.
+    #[error("unknown subtraction method {0:?} (expected zogy, sfft or hotpants)")]
+    UnknownMethod(String),
+    /// Every pixel is masked or non-finite.
+    #[error("no usable pixels: {0}")]
+    NoData(String),
+    /// Background, noise or detection failed.
+    #[error("source extraction: {0}")]
+    Extract(#[from] source_extract::ExtractError),
+    /// PSF estimation failed.
+    #[error("PSF estimation: {0}")]
+    Psf(#[from] psf_kl::PsfError),
+    /// ZOGY failed.
+    #[error("ZOGY: {0}")]
+    Zogy(#[from] zogy_core::ZogyError),
+    /// SFFT failed.
+    #[error("SFFT: {0}")]
+    Sfft(#[from] sfft_core::SfftError),
+    /// Running HOTPANTS failed (not found, exit status, crash, timeout, bad outputs).
+    #[error("HOTPANTS: {0}")]
+    Hotpants(#[from] hotpants_sys::HotpantsError),
+}
+
+/// Seconds since `t0`, for [`Subtraction::timings`].
+pub fn seconds_since(t0: std::time::Instant) -> f64 {
+    t0.elapsed().as_secs_f64()
+}
+
+/// Runs `method` with its default options (`hotpants`: the executable to use, else
+/// `$HOTPANTS`, then `PATH`).
+pub fn subtract(
+    method: Method,
+    inputs: &SubtractInputs,
+    hotpants: Option<&std::path::Path>,
+) -> Result<Subtraction, SubtractError> {
+    match method {
+        Method::Zogy => zogy::subtract_zogy(inputs, &zogy::ZogyOptions::default()),
+        Method::Sfft => sfft::subtract_sfft(inputs, &sfft::SfftOptions::default()),
+        Method::Hotpants => {
+            let mut opts = hotpants::HotpantsOptions::default();
+            if let Some(p) = hotpants {
+                opts.params.executable = Some(p.to_path_buf());
+            }
+            hotpants::subtract_hotpants(inputs, &opts)
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! SFFT through the common subtraction interface.
+//!
+//! Glue only: masks (non-finite, given, saturated), mesh backgrounds and noise maps
+//! (`source-extract`, STDPipe's noise model with the gains), a star list and FWHMs (detection
+//! on both images), then [`sfft_core::subtract`]. The mesh backgrounds are subtracted from both
+//! images before the fit, so the fitted differential background (extra plane "background")
+//! only holds what the meshes missed.
+
+use super::{Method, SubtractError, SubtractInputs, Subtraction, seconds_since};
+use diffim_core::mask::finite_mask;
+use ndarray::{Array2, ArrayView2, Zip};
+use sfft_core::{SfftInputs, SfftParams};
+use source_extract::{
+    BackgroundParams, DetectParams, FLAG_BLENDED, FLAG_EDGE, FLAG_MASKED, FLAG_SATURATED,
+    NoiseParams, detect, estimate_background, estimate_fwhm, noise_model,
+};
+use std::time::Instant;
+
+/// Options of [`subtract_sfft`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SfftOptions {
+    /// Parameters of the fit (STDPipe defaults). When `params.obj` is `None`, clean stars
+    /// detected in the template are used as stamps; FWHMs left `None` are measured.
+    pub params: SfftParams,
+    /// Detection threshold (background sigma) of the stamp stars. Default 10.
+    pub detect_threshold: f64,
+    /// Side of the grid of kernels in the "kernel_grid" plane. Default 5.
+    pub kernel_grid: usize,
+}
+
+impl Default for SfftOptions {
+    fn default() -> Self {
+        Self {
+            params: SfftParams::default(),
+            detect_threshold: 10.0,
+            kernel_grid: 5,
+        }
+    }
+}
+
+struct Prepared {
+    mask: Array2<bool>,
+    noise: Array2<f32>,
+    image: Array2<f32>,
+    background: source_extract::Background,
+}
+
+fn prepare(
+    image: &ArrayView2<f32>,
+    mask: Option<&ArrayView2<bool>>,
+    saturation: Option<f64>,
+    gain: Option<f64>,
+    noise: Option<&ArrayView2<f32>>,
+) -> Result<Prepared, SubtractError> {
+    let mut bad = finite_mask(image, mask);
+    if let Some(sat) = saturation {
+        Zip::from(&mut bad).and(image).for_each(|b, &v| {
+            if v as f64 >= sat {
+                *b = true;
+            }
+        });
+    }
+    if bad.iter().all(|&b| b) {
+        return Err(SubtractError::NoData(
+            "every pixel is masked or non-finite".into(),
+        ));
+    }
+    let bg = estimate_background(image, Some(&bad.view()), &BackgroundParams::default())?;
+    let noise = match noise {
+        Some(n) => n.to_owned(),
+        None => noise_model(
+            image,
+            &bg,
+            Some(&bad.view()),
+            gain.unwrap_or(f64::INFINITY),
+            &NoiseParams::default(),
+        )?,
+    };
+    let mut sub = image.to_owned();
+    Zip::from(&mut sub)
+        .and(&bg.background)
+        .for_each(|v, &b| *v -= b);
+    Ok(Prepared {
+        mask: bad,
+        noise,
+        image: sub,
+        background: bg,
+    })
+}
+
+/// Clean (unflagged) detections with their FWHM.
+fn stars(
+    image: &ArrayView2<f32>,
+    p: &Prepared,
+    threshold: f64,
+    gain: Option<f64>,
+) -> Result<Vec<source_extract::Object>, SubtractError> {
+    let dp = DetectParams {
+        threshold,
+        gain,
+        ..DetectParams::default()
+    };
+    let objs = detect(image, &p.background, Some(&p.mask.view()), &dp)?;
+    let bad = FLAG_SATURATED | FLAG_EDGE | FLAG_MASKED | FLAG_BLENDED;
+    Ok(objs.into_iter().filter(|o| o.flags & bad == 0).collect())
+}
+
+/// SFFT subtraction (Hu et al. 2022) of `inputs.template` from `inputs.science`.
+///
+/// Extra planes: "convolved" (the convolved image), "background" (fitted differential
+/// background), "kernel_grid" (a mosaic of `kernel_grid x kernel_grid` kernels across the
+/// field, see [`sfft_core::kernel_grid`]). Diagnostics: the fit summary, the flux scale at
+/// the grid positions and the kernel grid positions.
+///
+/// # Errors
+/// Shape mismatches, no usable pixels, source-extraction failures and SFFT errors.
+pub fn subtract_sfft(
+    inputs: &SubtractInputs,
+    opts: &SfftOptions,
+) -> Result<Subtraction, SubtractError> {
+    inputs.validate()?;
+    let mut timings = Vec::new();
+    let t0 = Instant::now();
+    let sci = prepare(
+        &inputs.science,
+        inputs.science_mask.as_ref(),
+        inputs.science_saturation,
+        inputs.science_gain,
+        inputs.science_noise.as_ref(),
+    )?;
+    let tmpl = prepare(
+        &inputs.template,
+        inputs.template_mask.as_ref(),
+        inputs.template_saturation,
+        inputs.template_gain,
+        inputs.template_noise.as_ref(),
+    )?;
+    timings.push(("background+noise".to_string(), seconds_since(t0)));
+
+    let t1 = Instant::now();
+    let mut params = opts.params.clone();
+    let need_t = params.obj.is_none() || params.fwhm_template.is_none();
+    if need_t {
+        let st = stars(
+            &inputs.template,
+            &tmpl,
+            opts.detect_threshold,
+            inputs.template_gain,
+        )?;
+        if params.fwhm_template.is_none() {
+            params.fwhm_template = estimate_fwhm(&st).ok();
+        }
+        if params.obj.is_none() && st.len() >= 10 {
+            params.obj = Some(st.iter().map(|o| (o.x, o.y)).collect());
+        }
+    }
+    if params.fwhm_science.is_none() {
+        let st = stars(
+            &inputs.science,
+            &sci,
+            opts.detect_threshold,
+            inputs.science_gain,
+        )?;
+        params.fwhm_science = estimate_fwhm(&st).ok();
+    }
+    if let Some(obj) = &mut params.obj {
+        obj.truncate(params.max_stamps.max(1) * 4);
+    }
+    timings.push(("detection".to_string(), seconds_since(t1)));
+
+    let t2 = Instant::now();
+    let core_inputs = SfftInputs {
+        science: sci.image.view(),
+        template: tmpl.image.view(),
+        science_mask: Some(sci.mask.view()),
+        template_mask: Some(tmpl.mask.view()),
+        science_noise: Some(sci.noise.view()),
+        template_noise: Some(tmpl.noise.view()),
+    };
+    let res = sfft_core::subtract(&core_inputs, &params)?;
+    timings.push(("sfft".to_string(), seconds_since(t2)));
+
+    let (ny, nx) = res.diff.dim();
+    let g = opts.kernel_grid.max(1);
+    let mut grid = Vec::new();
+    for j in 0..g {
+        for i in 0..g {
+            let y = (j as f64 + 0.5) * ny as f64 / g as f64;
+            let x = (i as f64 + 0.5) * nx as f64 / g as f64;
+            grid.push(serde_json::json!({
+                "x": x, "y": y,
+                "flux_scale": res.flux_scale_at(x, y),
+                "kernel": res.kernel_at(x, y).outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    let diagnostics = serde_json::json!({
+        "sfft": res.summary(),
+        "params": params_summary(&params),
+        "flux_scale_centre": res.flux_scale_at((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0),
+        "kernel_grid": grid,
+    });
+    let kgrid = sfft_core::kernel_grid(&res, g);
+    let science_fwhm = res.fwhm_science.is_finite().then_some(res.fwhm_science);
+    Ok(Subtraction {
+        method: Method::Sfft,
+        significance: res.scaled.clone(),
+        noise: res.noise.clone(),
+        mask: res.mask.clone(),
+        extra: vec![
+            ("convolved".to_string(), res.convolved.clone()),
+            ("background".to_string(), res.background.clone()),
+            ("kernel_grid".to_string(), kgrid),
+        ],
+        science_fwhm,
+        diagnostics,
+        timings,
+        diff: res.diff,
+    })
+}
+
+fn params_summary(p: &SfftParams) -> serde_json::Value {
+    serde_json::json!({
+        "kernel_shape": [p.kernel_shape.0, p.kernel_shape.1],
+        "kernel_poly_order": p.kernel_poly_order,
+        "bg_poly_order": p.bg_poly_order,
+        "flux": p.flux,
+        "ridge": p.ridge,
+        "sigma_clip": p.sigma_clip,
+        "max_iter": p.max_iter,
+        "n_obj": p.obj.as_ref().map(|o| o.len()),
+        "fwhm_science": p.fwhm_science,
+        "fwhm_template": p.fwhm_template,
+        "convolve": p.convolve,
+    })
+}

@@ -1,0 +1,233 @@
+//! Integration tests of psf-kl on sky-sim images (truth known) and on the real ProperImage
+//! images.
+#![allow(clippy::unwrap_used)]
+
+use ndarray::Array2;
+use psf_kl::{
+    KlParams, KlPsf, PsfError, PsfEstimateParams, PsfModel, SelectParams, estimate_psf,
+    profile::measure_fwhm, select_stars,
+};
+use sky_sim::{SimConfig, SimPair, simulate};
+use std::path::PathBuf;
+
+fn rel_l2(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    (a - b).mapv(|v| v * v).sum().sqrt() / b.mapv(|v| v * v).sum().sqrt()
+}
+
+fn params_for(pair: &SimPair) -> PsfEstimateParams {
+    PsfEstimateParams {
+        saturation: Some(pair.config.science.saturation),
+        gain: Some(pair.config.science.gain),
+        ..Default::default()
+    }
+}
+
+/// Worst and median relative L2 error and worst relative FWHM error of `model` against the
+/// true science PSF on a 5x5 grid.
+fn grid_errors(pair: &SimPair, model: &dyn PsfModel) -> (f64, f64, f64) {
+    let (ny, nx) = pair.science.dim();
+    let size = model.stamp_size();
+    let mut l2 = Vec::new();
+    let mut fw: f64 = 0.0;
+    for gy in 0..5 {
+        for gx in 0..5 {
+            let x = 20.0 + gx as f64 * (nx as f64 - 41.0) / 4.0;
+            let y = 20.0 + gy as f64 * (ny as f64 - 41.0) / 4.0;
+            let truth = pair.science_psf_at(x, y, size);
+            let p = model.psf_at(x, y);
+            assert!((p.sum() - 1.0).abs() < 1e-9, "unit sum");
+            l2.push(rel_l2(&p, &truth));
+
+            let ft = measure_fwhm(&truth.view()).unwrap();
+            fw = fw.max((model.fwhm_at(x, y) - ft).abs() / ft);
+        }
+    }
+    let worst = l2.iter().cloned().fold(0.0, f64::max);
+    let med = diffim_core::stats::median(l2.iter().copied()).unwrap();
+    (worst, med, fw)
+}
+
+fn dense_varying() -> SimConfig {
+    let mut cfg = SimConfig::varying_psf().with_size(1024, 1024);
+    cfg.n_stars = 600;
+    cfg.star_flux_min = 60_000.0;
+    cfg.star_flux_max = 400_000.0;
+    cfg.n_transients = 0;
+    cfg
+}
+
+#[test]
+fn kl_model_follows_a_varying_psf() {
+    // The default star field (300 stars on 512^2, mostly faint) leaves ~17 usable stars: far
+    // too few for a degree-3 field (worst L2 error 37 %). Here: 600 bright stars on 1024^2
+    // (about 150 pass the selection). With fluxes from 20 000 instead of 60 000 ADU the
+    // fifth KL component sinks into the noise and the worst error at the corners is 5.4 %
+    // (median 1.6 %); see the crate README/report.
+    let cfg = dense_varying();
+    let pair = simulate(&cfg).unwrap();
+    let est = estimate_psf(&pair.science.view(), Some(&pair.science_mask.view()), &params_for(&pair))
+        .unwrap();
+    let (worst, med, fw) = grid_errors(&pair, &est.model);
+    eprintln!(
+        "varying PSF: {} stars ({}), {} basis, degree {}, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}",
+        est.stars.len(),
+        est.stars.rejections,
+        est.model.n_basis(),
+        est.model.degree(),
+    );
+    assert!(worst <= 0.03, "worst relative L2 error {worst}");
+    assert!(fw <= 0.02, "worst FWHM error {fw}");
+}
+
+
+#[test]
+fn constant_psf_collapses_to_one_basis_element() {
+    let mut cfg = SimConfig::constant_psf();
+    cfg.n_stars = 400;
+    cfg.star_flux_min = 20_000.0;
+    cfg.star_flux_max = 400_000.0;
+    cfg.n_transients = 0;
+    let pair = simulate(&cfg).unwrap();
+    let est = estimate_psf(&pair.science.view(), Some(&pair.science_mask.view()), &params_for(&pair))
+        .unwrap();
+    let (worst, med, fw) = grid_errors(&pair, &est.model);
+    eprintln!(
+        "constant PSF: {} stars, {} basis, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}, eigenvalues {:?}",
+        est.stars.len(),
+        est.model.n_basis(),
+        &est.model.diagnostics().eigenvalues[..4]
+    );
+    assert_eq!(est.model.n_basis(), 1);
+    assert!(worst <= 0.03 && fw <= 0.02);
+    // The constant models agree with the truth as well.
+    let emp = psf_kl::EmpiricalPsf::fit(&est.stars, psf_kl::Combine::ClippedMean).unwrap();
+    let g = psf_kl::GaussianPsf::fit(&emp.stamp.view()).unwrap();
+    let m = psf_kl::MoffatPsf::fit(&emp.stamp.view()).unwrap();
+    let t = pair.science_psf_at(256.0, 256.0, est.stars.stamp_size);
+    let ft = measure_fwhm(&t.view()).unwrap();
+    for (name, model) in [
+        ("empirical", &emp as &dyn PsfModel),
+        ("gaussian", &g as &dyn PsfModel),
+        ("moffat", &m as &dyn PsfModel),
+    ] {
+        let e = rel_l2(&model.psf_at(256.0, 256.0), &t);
+        let f = (model.fwhm_at(256.0, 256.0) - ft).abs() / ft;
+        eprintln!("{name}: L2 {e:.4}, FWHM error {f:.4}");
+        assert!(e < 0.03 && f < 0.02, "{name}: L2 {e}, FWHM {f}");
+    }
+}
+
+#[test]
+fn model_round_trips_through_parts_and_convolves() {
+    let cfg = SimConfig::varying_psf().with_size(256, 256);
+    let mut cfg = cfg;
+    cfg.n_stars = 150;
+    cfg.star_flux_min = 60_000.0;
+    cfg.star_flux_max = 400_000.0;
+    let pair = simulate(&cfg).unwrap();
+    let est = estimate_psf(&pair.science.view(), None, &params_for(&pair)).unwrap();
+    let back = KlPsf::from_parts(est.model.to_parts()).unwrap();
+    for (x, y) in [(3.0, 7.0), (128.0, 100.0), (250.0, 240.0)] {
+        assert_eq!(back.psf_at(x, y), est.model.psf_at(x, y));
+    }
+    let mut parts = est.model.to_parts();
+    parts.coeffs[0].pop();
+    assert!(matches!(KlPsf::from_parts(parts), Err(PsfError::InvalidModel { .. })));
+    // Convolution conserves flux away from the edges.
+    let mut img = Array2::<f32>::zeros((256, 256));
+    img[[100, 60]] = 1000.0;
+    let out = psf_kl::convolve_varying(&img.view(), &est.model);
+    assert!((out.sum() - 1000.0).abs() < 0.01, "flux {}", out.sum());
+}
+
+#[test]
+fn bad_input_gives_typed_errors() {
+    let cfg = SimConfig::constant_psf().with_size(256, 256);
+    let pair = simulate(&cfg).unwrap();
+    // A flat image: no stars at all.
+    let flat = Array2::<f32>::from_elem((128, 128), 100.0)
+        + Array2::from_shape_fn((128, 128), |(y, x)| ((x * 31 + y * 17) % 7) as f32);
+    match estimate_psf(&flat.view(), None, &PsfEstimateParams::default()) {
+        Err(PsfError::NoUsableStars { rejections }) => assert_eq!(rejections.accepted, 0),
+        other => panic!("expected NoUsableStars, got {other:?}"),
+    }
+    // A saturation level below every star peak: all saturated.
+    let p = PsfEstimateParams {
+        saturation: Some(pair.config.science.sky.c + 50.0),
+        ..Default::default()
+    };
+    match estimate_psf(&pair.science.view(), None, &p) {
+        Err(e @ PsfError::AllSaturated { .. }) => {
+            let PsfError::AllSaturated { saturated, rejections } = &e else { unreachable!() };
+            assert!(*saturated > 0 && rejections.saturated == *saturated);
+            assert!(e.to_string().contains("saturated"), "{e}");
+        }
+        other => panic!("expected AllSaturated, got {other:?}"),
+    }
+    // More basis terms than stars.
+    let bg = source_extract::estimate_background(&pair.science.view(), None, &Default::default())
+        .unwrap();
+    let objs =
+        source_extract::detect(&pair.science.view(), &bg, None, &Default::default()).unwrap();
+    let stars = select_stars(&pair.science.view(), &bg, None, &objs, &SelectParams::default())
+        .unwrap();
+    let kp = KlParams {
+        n_basis: Some(stars.len() + 1),
+        ..Default::default()
+    };
+    match KlPsf::fit(&stars, &kp) {
+        Err(PsfError::TooFewStars { found, needed, .. }) => {
+            assert_eq!((found, needed), (stars.len(), stars.len() + 1));
+        }
+        other => panic!("expected TooFewStars, got {other:?}"),
+    }
+    // Shape mismatch of the mask.
+    let m = Array2::<bool>::from_elem((10, 10), false);
+    assert!(matches!(
+        select_stars(&pair.science.view(), &bg, Some(&m.view()), &objs, &SelectParams::default()),
+        Err(PsfError::ShapeMismatch { .. })
+    ));
+}
+
+/// `$DIFFIM_DATA/<sub>` or `<workspace>/data/real/<sub>`; `None` (with a note) when missing
+/// outside CI.
+fn data_file(sub: &str) -> Option<PathBuf> {
+    let p = match std::env::var("DIFFIM_DATA") {
+        Ok(d) => PathBuf::from(d).join(sub),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/real").join(sub),
+    };
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("missing real data file {}", p.display());
+    }
+    eprintln!("note: {} missing; skipping (run `cargo xtask fetch-data`)", p.display());
+    None
+}
+
+#[test]
+fn properimage_real_images() {
+    for (name, fwhm_ref) in [("004", 2.82), ("005", 2.91)] {
+        let Some(path) = data_file(&format!("properimage/aligned_eso085-030-{name}.fit")) else {
+            return;
+        };
+        let img = fits_io::read_image::<f32>(&path, &fits_io::Hdu::Primary).unwrap();
+        let est = estimate_psf(&img.data.view(), None, &PsfEstimateParams::default()).unwrap();
+        let err = (est.fwhm - fwhm_ref).abs() / fwhm_ref;
+        eprintln!(
+            "{name}: {} stars ({}), {} basis, degree {}, FWHM {:.3} (ref {fwhm_ref}, error {err:.4}), star median {:.3}",
+            est.stars.len(),
+            est.stars.rejections,
+            est.model.n_basis(),
+            est.model.degree(),
+            est.fwhm,
+            est.fwhm_stars
+        );
+        assert!(est.stars.len() >= 50, "{} stars", est.stars.len());
+        // 004 agrees to 0.01 %; 005 is 3.5 % low at the centre (its star median, 2.95, is 1.4 %
+        // high): the reference method (eval/inject_real.py) is not available to match exactly.
+        assert!(err <= 0.04, "FWHM {} vs {fwhm_ref}", est.fwhm);
+    }
+}
+

@@ -1,0 +1,323 @@
+//! The per-tile spectral core of ZOGY: one padded tile in, D / S / V_S out.
+//!
+//! Full-size 2-D FFTs per tile (all `f32`, element-wise arithmetic in `f64`):
+//! forward N, R, P_n, P_r (4); inverse D, S (2); with noise maps forward V_n, V_r, k_n^2, k_r^2
+//! and one inverse of their summed products (5); with astrometric noise the inverse of the
+//! x/y gradients of S_n and S_r (4). The kernels `k_n`, `k_r`, `P_D` in real space are made on a
+//! small odd grid (a few times the PSF side) in `f64`, which costs nothing at image scale.
+
+use crate::odd_fast_len;
+use diffim_core::fft::{Fft2, signed_freq};
+use diffim_core::psf::{embed_psf, extract_centered};
+use ndarray::{Array2, Axis, Zip};
+use num_complex::Complex;
+use rayon::prelude::*;
+
+/// Scalars of the ZOGY model shared by all tiles.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Model {
+    /// F_n = beta F_r.
+    pub f_n: f64,
+    /// F_r.
+    pub f_r: f64,
+    /// sigma_n^2.
+    pub sn2: f64,
+    /// sigma_r^2.
+    pub sr2: f64,
+    /// Relative floor of the denominator.
+    pub den_floor: f64,
+    /// Shift (dx, dy) applied to R (and V_r).
+    pub shift: (f64, f64),
+    /// Astrometric noise (sigma_x, sigma_y).
+    pub sig_ast: (f64, f64),
+    /// Relative PSF-model error `eps`: adds `eps^2 S_r^2` to the variance of S.
+    pub psf_err: f64,
+}
+
+/// The PSF-only quantities of ZOGY at one pair of transfer-function values.
+#[derive(Debug, Clone, Copy)]
+struct Coefs {
+    /// F_r P_r / sqrt(den), multiplies N-hat in D-hat.
+    dn: Complex<f64>,
+    /// F_n P_n / sqrt(den), multiplies R-hat in D-hat.
+    dr: Complex<f64>,
+    /// k_n-hat (eq. 26 kernel on N).
+    kn: Complex<f64>,
+    /// k_r-hat.
+    kr: Complex<f64>,
+    /// F_n^2 F_r^2 |P_n|^2 |P_r|^2 / den (summand of F_S).
+    fs: f64,
+}
+
+impl Model {
+    fn den0(&self) -> f64 {
+        self.sn2 * self.f_r * self.f_r + self.sr2 * self.f_n * self.f_n
+    }
+
+    /// F_D (eq. 15).
+    pub fn f_d(&self) -> f64 {
+        self.f_r * self.f_n / self.den0().sqrt()
+    }
+
+    #[inline]
+    fn coefs(&self, pn: Complex<f64>, pr: Complex<f64>) -> Coefs {
+        let (fnn, fr) = (self.f_n, self.f_r);
+        let (an, ar) = (pn.norm_sqr(), pr.norm_sqr());
+        let den =
+            (self.sn2 * fr * fr * ar + self.sr2 * fnn * fnn * an).max(self.den_floor * self.den0());
+        let sq = den.sqrt();
+        Coefs {
+            dn: pr * (fr / sq),
+            dr: pn * (fnn / sq),
+            kn: pn.conj() * (fnn * fr * fr * ar / den),
+            kr: pr.conj() * (fr * fnn * fnn * an / den),
+            fs: fnn * fnn * fr * fr * an * ar / den,
+        }
+    }
+
+    /// Real-space kernels `k_n`, `k_r` and `P_D` on an odd `l x l` grid (centre in the middle).
+    pub fn small_kernels(&self, pn: &Array2<f64>, pr: &Array2<f64>, l: usize) -> [Array2<f64>; 3] {
+        let fft = Fft2::<f64>::new(l, l);
+        let pnh = fft.forward(&embed_psf(&pn.view(), l, l).view());
+        let prh = fft.forward(&embed_psf(&pr.view(), l, l).view());
+        let f_d = self.f_d();
+        let mut kn = Array2::zeros(pnh.dim());
+        let mut kr = Array2::zeros(pnh.dim());
+        let mut pd = Array2::zeros(pnh.dim());
+        Zip::from(&mut kn)
+            .and(&mut kr)
+            .and(&mut pd)
+            .and(&pnh)
+            .and(&prh)
+            .for_each(|a, b, c, &p, &q| {
+                let k = self.coefs(p, q);
+                *a = k.kn;
+                *b = k.kr;
+                // P_D-hat = F_r F_n P_r P_n / (F_D sqrt(den)) = dn * P_n * F_n / F_D (eq. 14).
+                *c = k.dn * p * (self.f_n / f_d);
+            });
+        [kn, kr, pd].map(|s| extract_centered(&fft.inverse(s).view(), l, l))
+    }
+}
+
+/// One padded tile.
+pub(crate) struct TileIn<'a> {
+    pub n: &'a Array2<f32>,
+    pub r: &'a Array2<f32>,
+    pub vn: Option<&'a Array2<f32>>,
+    pub vr: Option<&'a Array2<f32>>,
+    pub pn: &'a Array2<f64>,
+    pub pr: &'a Array2<f64>,
+    /// Odd side of the small kernel grid.
+    pub kgrid: usize,
+}
+
+/// Outputs of one tile, padded shape.
+pub(crate) struct TileOut {
+    pub d: Array2<f32>,
+    pub s: Array2<f32>,
+    /// Total variance of S (source noise + astrometric terms).
+    pub var: Array2<f32>,
+    pub f_s: f64,
+    pub n_fft: usize,
+}
+
+fn c64(c: Complex<f32>) -> Complex<f64> {
+    Complex::new(c.re as f64, c.im as f64)
+}
+fn c32(c: Complex<f64>) -> Complex<f32> {
+    Complex::new(c.re as f32, c.im as f32)
+}
+
+/// Multiplies a half spectrum by the phase ramp that shifts the image by `(dx, dy)`.
+fn apply_shift(spec: &mut Array2<Complex<f32>>, py: usize, px: usize, dx: f64, dy: f64) {
+    let tau = std::f64::consts::TAU;
+    spec.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(ky, mut row)| {
+            let fy = signed_freq(ky, py) as f64 / py as f64;
+            for (kx, v) in row.iter_mut().enumerate() {
+                let ph = -tau * (fy * dy + kx as f64 / px as f64 * dx);
+                *v = c32(c64(*v) * Complex::from_polar(1.0, ph));
+            }
+        });
+}
+
+pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
+    let (py, px) = fft.shape();
+    let mut n_fft = 0;
+    let mut fwd = |a: &Array2<f32>| {
+        n_fft += 1;
+        fft.forward(&a.view())
+    };
+    let nh = fwd(t.n);
+    let mut rh = fwd(t.r);
+    let pnh = fwd(&embed_psf(&t.pn.mapv(|v| v as f32).view(), py, px));
+    let prh = fwd(&embed_psf(&t.pr.mapv(|v| v as f32).view(), py, px));
+    let shifted = m.shift.0 != 0.0 || m.shift.1 != 0.0;
+    if shifted {
+        apply_shift(&mut rh, py, px, m.shift.0, m.shift.1);
+    }
+    let astro = m.sig_ast.0 > 0.0 || m.sig_ast.1 > 0.0;
+    let psf_term = m.psf_err > 0.0;
+    let need_sr = astro || psf_term;
+    let mut dh = Array2::<Complex<f32>>::zeros(nh.dim());
+    let mut sh = Array2::<Complex<f32>>::zeros(nh.dim());
+    let mut snh = if astro {
+        Array2::<Complex<f32>>::zeros(nh.dim())
+    } else {
+        Array2::zeros((0, 0))
+    };
+    let mut srh = if need_sr {
+        Array2::<Complex<f32>>::zeros(nh.dim())
+    } else {
+        Array2::zeros((0, 0))
+    };
+    let nc = px / 2 + 1;
+    let fs_rows: Vec<f64> = dh
+        .axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(sh.axis_iter_mut(Axis(0)).into_par_iter())
+        .enumerate()
+        .map(|(ky, (mut drow, mut srow))| {
+            let mut acc = 0.0;
+            for kx in 0..nc {
+                let k = m.coefs(c64(pnh[[ky, kx]]), c64(prh[[ky, kx]]));
+                let (n, r) = (c64(nh[[ky, kx]]), c64(rh[[ky, kx]]));
+                drow[kx] = c32(k.dn * n - k.dr * r);
+                srow[kx] = c32(k.kn * n - k.kr * r);
+                let w = if kx == 0 || (px % 2 == 0 && kx == px / 2) {
+                    1.0
+                } else {
+                    2.0
+                };
+                acc += w * k.fs;
+            }
+            acc
+        })
+        .collect();
+    let f_s = fs_rows.iter().sum::<f64>() / (py * px) as f64;
+    if astro {
+        Zip::from(&mut snh)
+            .and(&nh)
+            .and(&pnh)
+            .and(&prh)
+            .par_for_each(|a, &n, &p, &q| *a = c32(m.coefs(c64(p), c64(q)).kn * c64(n)));
+    }
+    if need_sr {
+        Zip::from(&mut srh)
+            .and(&rh)
+            .and(&pnh)
+            .and(&prh)
+            .par_for_each(|b, &r, &p, &q| *b = c32(m.coefs(c64(p), c64(q)).kr * c64(r)));
+    }
+    drop(nh);
+    drop(rh);
+    let mut n_inv = 0;
+    let mut inv = |a: Array2<Complex<f32>>| {
+        n_inv += 1;
+        fft.inverse(a)
+    };
+    let d = inv(dh);
+    let s = inv(sh);
+
+    // Variance of S: V_n (x) k_n^2 + V_r (x) k_r^2 (eqs. 26-29).
+    let mut var = if t.vn.is_some() || t.vr.is_some() {
+        let [kn, kr, _] = m.small_kernels(t.pn, t.pr, t.kgrid);
+        let kn2 = kn.mapv(|v| v * v);
+        let kr2 = kr.mapv(|v| v * v);
+        let mut acc = Array2::<Complex<f32>>::zeros(pnh.dim());
+        let mut konst = 0.0;
+        for (v, k2, s2, is_r) in [(t.vn, &kn2, m.sn2, false), (t.vr, &kr2, m.sr2, true)] {
+            match v {
+                Some(v) => {
+                    let mut vh = fwd(v);
+                    if is_r && shifted {
+                        apply_shift(&mut vh, py, px, m.shift.0, m.shift.1);
+                    }
+                    let kh = fwd(&embed_psf(&k2.mapv(|x| x as f32).view(), py, px));
+                    Zip::from(&mut acc)
+                        .and(&vh)
+                        .and(&kh)
+                        .par_for_each(|a, &x, &y| *a += x * y);
+                }
+                None => konst += s2 * k2.sum(),
+            }
+        }
+        let mut v = inv(acc);
+        v.par_mapv_inplace(|x| (x.max(0.0) as f64 + konst) as f32);
+        v
+    } else {
+        Array2::from_elem((py, px), f_s as f32)
+    };
+    if astro {
+        let tau = std::f64::consts::TAU;
+        let grad = |spec: &Array2<Complex<f32>>, axis_x: bool| {
+            let mut g = spec.clone();
+            Zip::indexed(&mut g).par_for_each(|(ky, kx), v| {
+                let f = if axis_x {
+                    if px % 2 == 0 && kx == px / 2 {
+                        0.0
+                    } else {
+                        kx as f64 / px as f64
+                    }
+                } else if py % 2 == 0 && ky == py / 2 {
+                    0.0
+                } else {
+                    signed_freq(ky, py) as f64 / py as f64
+                };
+                *v = c32(c64(*v) * Complex::new(0.0, tau * f));
+            });
+            g
+        };
+        let (sx2, sy2) = (m.sig_ast.0.powi(2), m.sig_ast.1.powi(2));
+        for spec in [&snh, &srh] {
+            if spec.is_empty() {
+                continue;
+            }
+            let gx = inv(grad(spec, true));
+            let gy = inv(grad(spec, false));
+            Zip::from(&mut var)
+                .and(&gx)
+                .and(&gy)
+                .par_for_each(|v, &a, &b| {
+                    *v += (sx2 * (a as f64).powi(2) + sy2 * (b as f64).powi(2)) as f32;
+                });
+        }
+    }
+    if psf_term {
+        // PSF-model error of static sources: their residual in S scales with their matched
+        // flux, S_r = k_r (x) R (transients, absent from R, are not penalised).
+        let e2 = m.psf_err * m.psf_err;
+        let sr = inv(srh);
+        Zip::from(&mut var)
+            .and(&sr)
+            .par_for_each(|v, &a| *v += (e2 * (a as f64).powi(2)) as f32);
+    }
+    TileOut {
+        d,
+        s,
+        var,
+        f_s,
+        n_fft: n_fft + n_inv,
+    }
+}
+
+/// Convenience for the centre of the image: F_S, P_D from the small grid.
+pub(crate) fn centre_products(
+    m: &Model,
+    pn: &Array2<f64>,
+    pr: &Array2<f64>,
+    side: usize,
+) -> (Array2<f64>, f64) {
+    let l = odd_fast_len(2 * side + 1);
+    let [_, _, pd] = m.small_kernels(pn, pr, l);
+    let f_s = m.f_d().powi(2) * pd.iter().map(|v| v * v).sum::<f64>();
+    let (c, h) = (l / 2, side / 2);
+    let mut stamp = pd
+        .slice(ndarray::s![c - h..=c + h, c - h..=c + h])
+        .to_owned();
+    diffim_core::psf::normalize_unit_sum(&mut stamp);
+    (stamp, f_s)
+}

@@ -1,0 +1,444 @@
+//! [`zogy`]: preparation, flux-ratio fit, tiling and blending around the spectral core.
+
+use crate::engine::{Model, TileIn, centre_products, run_tile};
+use crate::fluxfit::{Side, fit_flux_ratio};
+use crate::prep::{background_sigma, inpaint};
+use crate::psf::checked_stamp;
+use crate::{
+    BetaMode, ZogyDiagnostics, ZogyError, ZogyInputs, ZogyParams, ZogyResult, odd_fast_len,
+};
+use diffim_core::fft::{Fft2, next_fast_len};
+use diffim_core::mask::{dilate, finite_mask};
+use diffim_core::stats::{mad_std, median};
+use ndarray::{Array2, ArrayView2, Zip, s};
+
+fn check_shape<T>(
+    what: &'static str,
+    dim: (usize, usize),
+    a: Option<&ArrayView2<T>>,
+) -> Result<(), ZogyError> {
+    match a {
+        Some(a) if a.dim() != dim => Err(ZogyError::ShapeMismatch {
+            what,
+            expected: dim,
+            got: a.dim(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Splits `[0, n)` into `round(n / t)` (at least 1) near-equal cores.
+fn cores(n: usize, t: usize) -> Vec<(usize, usize)> {
+    let k = ((n as f64 / t.max(1) as f64).round() as usize).max(1);
+    (0..k).map(|i| (i * n / k, (i + 1) * n / k)).collect()
+}
+
+/// cos^2 blend weight of coordinate `p` for a core `[a, b)` of an axis of length `n`, with blend
+/// half-width `ov`: complementary weights of neighbours sum to exactly 1.
+fn blend_weight(p: usize, a: usize, b: usize, n: usize, ov: usize) -> f64 {
+    if ov == 0 {
+        return if p >= a && p < b { 1.0 } else { 0.0 };
+    }
+    let ramp = |t: f64| {
+        (std::f64::consts::FRAC_PI_2 * t.clamp(0.0, 1.0))
+            .sin()
+            .powi(2)
+    };
+    let pf = p as f64 + 0.5;
+    let up = if a == 0 {
+        1.0
+    } else {
+        ramp((pf - (a as f64 - ov as f64)) / (2.0 * ov as f64))
+    };
+    let down = if b == n {
+        1.0
+    } else {
+        ramp(((b + ov) as f64 - pf) / (2.0 * ov as f64))
+    };
+    up * down
+}
+
+/// ZOGY proper image subtraction of `inputs.reference` from `inputs.new`.
+///
+/// Steps: masks (input masks, NaN/Inf, bad noise values) -> inpainting of bad pixels by the
+/// local mean -> background RMS -> flux ratio `beta` and shift from matched PSF photometry of
+/// `inputs.stars` (robust Tukey mean) -> offset `gamma` -> spectral core per tile (one tile for
+/// constant PSFs; overlapping tiles blended with cos^2 weights otherwise) -> output mask
+/// (bad pixels dilated by the PSF half-size).
+///
+/// # Errors
+/// Shape mismatches, images smaller than the PSF, invalid PSF stamps, no good pixel, a
+/// non-positive sigma, invalid parameters, or too few stars for a fitted `beta`.
+pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, ZogyError> {
+    let dim = inputs.new.dim();
+    let (ny, nx) = dim;
+    check_shape("reference", dim, Some(&inputs.reference))?;
+    check_shape("new_mask", dim, inputs.new_mask.as_ref())?;
+    check_shape("ref_mask", dim, inputs.ref_mask.as_ref())?;
+    check_shape("new_noise", dim, inputs.new_noise.as_ref())?;
+    check_shape("ref_noise", dim, inputs.ref_noise.as_ref())?;
+    if !(params.f_ref.is_finite() && params.f_ref > 0.0) {
+        return Err(ZogyError::BadParam {
+            name: "f_ref",
+            value: params.f_ref,
+            reason: "must be finite and > 0",
+        });
+    }
+    for (name, v) in [
+        ("sigma_astrometric.0", params.sigma_astrometric.0),
+        ("sigma_astrometric.1", params.sigma_astrometric.1),
+        ("psf_error", params.psf_error),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(ZogyError::BadParam {
+                name,
+                value: v,
+                reason: "must be finite and >= 0",
+            });
+        }
+    }
+    if let BetaMode::Fixed(b) = params.beta
+        && !(b.is_finite() && b > 0.0)
+    {
+        return Err(ZogyError::BadParam {
+            name: "beta",
+            value: b,
+            reason: "must be finite and > 0",
+        });
+    }
+
+    // PSFs at the centre fix the stamp side, the margin and the kernel grid.
+    let (xc, yc) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
+    let pn_c = checked_stamp(inputs.new_psf, xc, yc, "new")?;
+    let pr_c = checked_stamp(inputs.ref_psf, xc, yc, "reference")?;
+    let side = pn_c
+        .dim()
+        .0
+        .max(pn_c.dim().1)
+        .max(pr_c.dim().0)
+        .max(pr_c.dim().1);
+    if ny < side || nx < side || ny == 0 || nx == 0 {
+        return Err(ZogyError::ImageTooSmall {
+            shape: dim,
+            stamp: side,
+        });
+    }
+    let half = side / 2;
+    let margin = side + half;
+    let kgrid = odd_fast_len(2 * side + 1);
+
+    // Bad pixels of either input, inpainted consistently in both.
+    let mut bad = finite_mask(&inputs.new, inputs.new_mask.as_ref());
+    Zip::from(&mut bad)
+        .and(&finite_mask(&inputs.reference, inputs.ref_mask.as_ref()))
+        .for_each(|a, &b| *a |= b);
+    for nm in [inputs.new_noise.as_ref(), inputs.ref_noise.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        Zip::from(&mut bad)
+            .and(nm)
+            .for_each(|a, &v| *a |= !(v.is_finite() && v > 0.0));
+    }
+    let n_bad = bad.iter().filter(|&&b| b).count();
+    if n_bad == ny * nx {
+        return Err(ZogyError::NoGoodPixels {
+            which: "new or reference",
+        });
+    }
+    let mut n_img = inputs.new.to_owned();
+    let mut r_img = inputs.reference.to_owned();
+    inpaint(&mut n_img, &bad.view());
+    inpaint(&mut r_img, &bad.view());
+
+    let sig = |given, img: &ArrayView2<f32>, noise: Option<&ArrayView2<f32>>, which| {
+        let s = background_sigma(given, img, noise, &bad.view()).unwrap_or(f64::NAN);
+        if s.is_finite() && s > 0.0 {
+            Ok(s)
+        } else {
+            Err(ZogyError::BadSigma { which, value: s })
+        }
+    };
+    let sigma_n = sig(
+        inputs.sigma_new,
+        &n_img.view(),
+        inputs.new_noise.as_ref(),
+        "new",
+    )?;
+    let sigma_r = sig(
+        inputs.sigma_ref,
+        &r_img.view(),
+        inputs.ref_noise.as_ref(),
+        "reference",
+    )?;
+
+    // Flux ratio and shift.
+    let need_fit =
+        matches!(params.beta, BetaMode::Fit) || (params.fit_shift && !inputs.stars.is_empty());
+    let (mut beta, mut beta_err, mut shift, mut n_iter, mut n_used, mut n_kept) =
+        (1.0, 0.0, (0.0, 0.0), 0, 0, 0);
+    let mut sig_ast = params.sigma_astrometric;
+    if let BetaMode::Fixed(b) = params.beta {
+        beta = b;
+    }
+    if need_fit {
+        let fit = fit_flux_ratio(
+            &Side {
+                img: n_img.view(),
+                noise: inputs.new_noise,
+                sigma: sigma_n,
+                psf: inputs.new_psf,
+            },
+            &Side {
+                img: r_img.view(),
+                noise: inputs.ref_noise,
+                sigma: sigma_r,
+                psf: inputs.ref_psf,
+            },
+            &bad.view(),
+            inputs.stars,
+            params.min_star_snr,
+            params.min_stars,
+            params.tukey_c,
+            params.max_iter,
+        );
+        match (fit, params.beta) {
+            (Ok(f), mode) => {
+                if matches!(mode, BetaMode::Fit) {
+                    beta = f.beta;
+                    beta_err = f.beta_err;
+                    n_iter = f.n_iter;
+                }
+                if params.fit_shift {
+                    shift = f.shift;
+                }
+                if params.estimate_astrometric && sig_ast == (0.0, 0.0) {
+                    let keep = |v: f64| if v >= 0.01 { v } else { 0.0 };
+                    sig_ast = (keep(f.shift_scatter.0), keep(f.shift_scatter.1));
+                }
+                n_used = f.n_used;
+                n_kept = f.n_kept;
+            }
+            (Err(e), BetaMode::Fit) => return Err(e),
+            (Err(_), BetaMode::Fixed(_)) => {}
+        }
+    }
+
+    // Constant offset of N - beta R.
+    let mut offset = 0.0;
+    if params.fit_offset {
+        let step = ((ny * nx / 500_000) as f64).sqrt().ceil().max(1.0) as usize;
+        offset = median(
+            Zip::from(n_img.slice(s![..;step, ..;step]))
+                .and(r_img.slice(s![..;step, ..;step]))
+                .and(bad.slice(s![..;step, ..;step]))
+                .fold(Vec::new(), |mut v, &a, &b, &m| {
+                    if !m {
+                        v.push(a as f64 - beta * b as f64);
+                    }
+                    v
+                }),
+        )
+        .unwrap_or(0.0);
+        n_img.mapv_inplace(|v| (v as f64 - offset) as f32);
+    }
+
+    let var_of = |noise: Option<&ArrayView2<f32>>| {
+        noise.map(|nm| {
+            let mut v = nm.mapv(|x| x * x);
+            Zip::from(&mut v).and(&bad).for_each(|a, &b| {
+                if b {
+                    *a = 0.0;
+                }
+            });
+            v
+        })
+    };
+    let vn_full = var_of(inputs.new_noise.as_ref());
+    let vr_full = var_of(inputs.ref_noise.as_ref());
+
+    let model = Model {
+        f_n: beta * params.f_ref,
+        f_r: params.f_ref,
+        sn2: sigma_n * sigma_n,
+        sr2: sigma_r * sigma_r,
+        den_floor: params.den_floor,
+        shift,
+        sig_ast,
+        psf_err: params.psf_error,
+    };
+
+    // Tiles.
+    let constant = inputs.new_psf.is_constant() && inputs.ref_psf.is_constant();
+    let (ycores, xcores, ov) = if constant {
+        (vec![(0, ny)], vec![(0, nx)], 0)
+    } else {
+        let ov = params.tile_overlap.min(params.tile_size / 2);
+        (cores(ny, params.tile_size), cores(nx, params.tile_size), ov)
+    };
+    let ext = ov + margin;
+    let max_core = |c: &[(usize, usize)]| c.iter().map(|(a, b)| b - a).max().unwrap_or(0);
+    let py = next_fast_len((max_core(&ycores) + 2 * ext).min(ny) + margin).max(kgrid);
+    let px = next_fast_len((max_core(&xcores) + 2 * ext).min(nx) + margin).max(kgrid);
+    let fft = Fft2::<f32>::new(py, px);
+
+    let mut d = Array2::<f64>::zeros(dim);
+    let mut s_out = Array2::<f64>::zeros(dim);
+    let mut scorr = Array2::<f64>::zeros(dim);
+    let mut flux = Array2::<f64>::zeros(dim);
+    let mut flux_err = Array2::<f64>::zeros(dim);
+    let mut wsum = Array2::<f64>::zeros(dim);
+    let mut ffts_per_tile = 0;
+    for &(y0, y1) in &ycores {
+        for &(x0, x1) in &xcores {
+            let (ry0, ry1) = (y0.saturating_sub(ext), (y1 + ext).min(ny));
+            let (rx0, rx1) = (x0.saturating_sub(ext), (x1 + ext).min(nx));
+            let (h, w) = (ry1 - ry0, rx1 - rx0);
+            let region = s![ry0..ry1, rx0..rx1];
+            let pad = |src: &Array2<f32>| {
+                let mut a = Array2::<f32>::zeros((py, px));
+                a.slice_mut(s![..h, ..w]).assign(&src.slice(region));
+                a
+            };
+            let (tx, ty) = ((x0 + x1) as f64 / 2.0 - 0.5, (y0 + y1) as f64 / 2.0 - 0.5);
+            let (pn, pr) = if constant {
+                (pn_c.clone(), pr_c.clone())
+            } else {
+                (
+                    checked_stamp(inputs.new_psf, tx, ty, "new")?,
+                    checked_stamp(inputs.ref_psf, tx, ty, "reference")?,
+                )
+            };
+            let too_big = |p: &Array2<f64>| {
+                p.dim().0 > py || p.dim().1 > px || p.dim().0 > kgrid || p.dim().1 > kgrid
+            };
+            if too_big(&pn) || too_big(&pr) {
+                return Err(ZogyError::ImageTooSmall {
+                    shape: (py, px),
+                    stamp: pn.dim().0.max(pr.dim().0),
+                });
+            }
+            let (tn, tr) = (pad(&n_img), pad(&r_img));
+            let (tvn, tvr) = (vn_full.as_ref().map(&pad), vr_full.as_ref().map(&pad));
+            let out = run_tile(
+                &fft,
+                &TileIn {
+                    n: &tn,
+                    r: &tr,
+                    vn: tvn.as_ref(),
+                    vr: tvr.as_ref(),
+                    pn: &pn,
+                    pr: &pr,
+                    kgrid,
+                },
+                &model,
+            );
+            ffts_per_tile = out.n_fft;
+            let (oy0, oy1) = (y0.saturating_sub(ov), (y1 + ov).min(ny));
+            let (ox0, ox1) = (x0.saturating_sub(ov), (x1 + ov).min(nx));
+            for y in oy0..oy1 {
+                let wy = blend_weight(y, y0, y1, ny, ov);
+                if wy <= 0.0 {
+                    continue;
+                }
+                for x in ox0..ox1 {
+                    let wt = wy * blend_weight(x, x0, x1, nx, ov);
+                    if wt <= 0.0 {
+                        continue;
+                    }
+                    let (ty_, tx_) = (y - ry0, x - rx0);
+                    let sv = out.s[[ty_, tx_]] as f64;
+                    let vv = (out.var[[ty_, tx_]] as f64).max(1e-30);
+                    d[[y, x]] += wt * out.d[[ty_, tx_]] as f64;
+                    s_out[[y, x]] += wt * sv;
+                    scorr[[y, x]] += wt * sv / vv.sqrt();
+                    flux[[y, x]] += wt * sv / out.f_s;
+                    flux_err[[y, x]] += wt * vv.sqrt() / out.f_s;
+                    wsum[[y, x]] += wt;
+                }
+            }
+        }
+    }
+    let mask = dilate(&bad.view(), half);
+    let fin = |a: &Array2<f64>, zero_masked: bool| {
+        let mut o = Array2::<f32>::zeros(dim);
+        Zip::from(&mut o)
+            .and(a)
+            .and(&wsum)
+            .and(&mask)
+            .for_each(|o, &v, &w, &m| {
+                *o = if zero_masked && m {
+                    0.0
+                } else {
+                    (v / w.max(1e-300)) as f32
+                };
+            });
+        o
+    };
+    let (d, s_out, scorr, flux, flux_err) = (
+        fin(&d, false),
+        fin(&s_out, true),
+        fin(&scorr, true),
+        fin(&flux, true),
+        fin(&flux_err, false),
+    );
+    let (psf_d, f_s) = centre_products(&model, &pn_c, &pr_c, side);
+
+    let step = ((ny * nx / 1_000_000) as f64).sqrt().ceil().max(1.0) as usize;
+    let good_scorr = || {
+        Zip::from(scorr.slice(s![..;step, ..;step]))
+            .and(mask.slice(s![..;step, ..;step]))
+            .fold(Vec::new(), |mut v, &a, &m| {
+                if !m {
+                    v.push(a as f64);
+                }
+                v
+            })
+    };
+    let diagnostics = ZogyDiagnostics {
+        n_iter,
+        n_stars_used: n_used,
+        n_stars_kept: n_kept,
+        scorr_robust_std: mad_std(good_scorr()).unwrap_or(f64::NAN),
+        scorr_median: median(good_scorr()).unwrap_or(f64::NAN),
+        sigma_new: sigma_n,
+        sigma_ref: sigma_r,
+        n_tiles: ycores.len() * xcores.len(),
+        pad_shape: (py, px),
+        ffts_per_tile,
+        n_inpainted: n_bad,
+        sigma_astrometric: sig_ast,
+    };
+    Ok(ZogyResult {
+        d,
+        psf_d,
+        f_d: model.f_d(),
+        s: s_out,
+        scorr,
+        flux,
+        flux_err,
+        f_s,
+        beta,
+        beta_err,
+        shift,
+        offset,
+        mask,
+        diagnostics,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blend_weights_sum_to_one() {
+        let n = 700;
+        let c = cores(n, 256);
+        assert_eq!(c.len(), 3);
+        for p in 0..n {
+            let s: f64 = c.iter().map(|&(a, b)| blend_weight(p, a, b, n, 32)).sum();
+            assert!((s - 1.0).abs() < 1e-12, "p={p} sum={s}");
+        }
+    }
+}
