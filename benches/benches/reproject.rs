@@ -16,8 +16,8 @@ use wcs_grid::{CoordMap, Grid, Interpolation, ReprojectParams, reproject};
 fn bench_reproject(c: &mut Criterion) {
     for n in [4096usize] {
         let src = Grid::from_center(150.0, 2.2, n, n, 0.25, 0.0).unwrap();
-        let dst = Grid::from_center(150.0 + 10.0 / 3600.0, 2.2 - 6.0 / 3600.0, n, n, 0.26, 17.0)
-            .unwrap();
+        let dst =
+            Grid::from_center(150.0 + 10.0 / 3600.0, 2.2 - 6.0 / 3600.0, n, n, 0.26, 17.0).unwrap();
         let img = Array2::from_shape_fn((n, n), |(y, x)| {
             (100.0 + 10.0 * ((x as f32) * 0.01).sin() * ((y as f32) * 0.013).cos()) as f32
         });
@@ -30,7 +30,10 @@ fn bench_reproject(c: &mut Criterion) {
             ("bilinear", Interpolation::Bilinear),
             ("nearest", Interpolation::Nearest),
         ] {
-            let p = ReprojectParams { interpolation: method, ..Default::default() };
+            let p = ReprojectParams {
+                interpolation: method,
+                ..Default::default()
+            };
             g.bench_function(BenchmarkId::new(name, n), |b| {
                 b.iter(|| reproject(black_box(&img.view()), None, &src, &dst, &p).unwrap())
             });

@@ -246,6 +246,16 @@ fn bench(quick: bool, only: Option<String>, extra: &[String]) -> Result<(), Stri
     if !status.success() {
         return Err(format!("cargo bench failed ({status})"));
     }
+    // The peak-memory helper runs each `subtract` case once in a fresh process.
+    let built = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "diffim-benches", "--bin", "peakmem"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !built {
+        eprintln!("xtask: could not build peakmem; the table will have no memory column");
+    }
     let crit = root.join("target/criterion");
     let mut rows = collect_rows(&crit)?;
     attach_peak_memory(&root, &mut rows);

@@ -6,16 +6,16 @@
 //! small misalignment is explained (chi2 close to its degrees of freedom, p-value not small); a
 //! real new source is not.
 
+use diffim_core::fft::Fft2;
 use fits_io::Header;
 use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
-use diffim_core::fft::Fft2;
 use nalgebra::{DMatrix, DVector, Dyn, Owned};
 use ndarray::Array2;
 use num_complex::Complex;
 use serde::{Deserialize, Serialize};
 
-use crate::stamp::{Cutout, IMAGE};
 use crate::CutoutError;
+use crate::stamp::{Cutout, IMAGE};
 
 /// Name of the plane holding the optimised difference, added by [`adjust_cutout`].
 pub const ADJUSTED: &str = "adjusted";
@@ -38,7 +38,13 @@ pub struct AdjustParams {
 
 impl Default for AdjustParams {
     fn default() -> Self {
-        Self { max_shift: 2.0, max_scale: 1.1, inner: None, normalize: true, fit_bg: false }
+        Self {
+            max_shift: 2.0,
+            max_scale: 1.1,
+            inner: None,
+            normalize: true,
+            fit_bg: false,
+        }
     }
 }
 
@@ -153,7 +159,11 @@ impl Problem {
         let dx = self.max_shift * p[0].tanh();
         let dy = self.max_shift * p[1].tanh();
         let scale = (self.ln_max_scale * p[2].tanh()).exp();
-        let bg = if self.fit_bg { self.bg0 + p[3] } else { self.bg0 };
+        let bg = if self.fit_bg {
+            self.bg0 + p[3]
+        } else {
+            self.bg0
+        };
         (dx, dy, scale, bg)
     }
 
@@ -162,9 +172,10 @@ impl Problem {
         let sh = self.shifter.shifted(dx, dy);
         let r = DVector::from_iterator(
             self.pos.len(),
-            self.pos.iter().enumerate().map(|(k, &(y, x))| {
-                ((self.image[k] - bg) - scale * sh[[y, x]]) / self.err[k]
-            }),
+            self.pos
+                .iter()
+                .enumerate()
+                .map(|(k, &(y, x))| ((self.image[k] - bg) - scale * sh[[y, x]]) / self.err[k]),
         );
         r.iter().all(|v| v.is_finite()).then_some(r)
     }
@@ -207,9 +218,14 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem {
 ///
 /// Needs the planes `image`, `convolved` and `err`. Masked or non-finite pixels, and pixels too
 /// close to the stamp edge for a shift of `max_shift`, are left out of the fit.
-pub fn adjust_cutout(cutout: &mut Cutout, params: &AdjustParams) -> Result<AdjustResult, CutoutError> {
+pub fn adjust_cutout(
+    cutout: &mut Cutout,
+    params: &AdjustParams,
+) -> Result<AdjustResult, CutoutError> {
     let get = |name: &str| {
-        cutout.plane(name).ok_or_else(|| CutoutError::MissingPlane(name.to_string()))
+        cutout
+            .plane(name)
+            .ok_or_else(|| CutoutError::MissingPlane(name.to_string()))
     };
     let image = get(IMAGE)?.mapv(f64::from);
     let conv = get("convolved")?.mapv(f64::from);
@@ -274,7 +290,9 @@ pub fn adjust_cutout(cutout: &mut Cutout, params: &AdjustParams) -> Result<Adjus
         start[0] = sx;
         start[1] = sy;
         problem.p = start;
-        let (solved, _report) = LevenbergMarquardt::new().with_patience(200).minimize(problem);
+        let (solved, _report) = LevenbergMarquardt::new()
+            .with_patience(200)
+            .minimize(problem);
         problem = solved;
         let chi2 = chi2_of(problem.residuals());
         if chi2 < best {
@@ -417,13 +435,19 @@ mod tests {
 
     #[test]
     fn fourier_shift_moves_a_band_limited_image() {
-        let g = |y: f64, x: f64| (-((x - 15.0).powi(2) + (y - 14.0).powi(2)) / (2.0 * 2.0f64.powi(2))).exp();
+        let g = |y: f64, x: f64| {
+            (-((x - 15.0).powi(2) + (y - 14.0).powi(2)) / (2.0 * 2.0f64.powi(2))).exp()
+        };
         let a = Array2::from_shape_fn((31, 31), |(y, x)| g(y as f64, x as f64));
         let s = Shifter::new(&a).shifted(0.4, -0.7);
         for y in 5..26 {
             for x in 5..26 {
                 let want = g(y as f64 + 0.7, x as f64 - 0.4);
-                assert!((s[[y, x]] - want).abs() < 1e-6, "({y},{x}) {} vs {want}", s[[y, x]]);
+                assert!(
+                    (s[[y, x]] - want).abs() < 1e-6,
+                    "({y},{x}) {} vs {want}",
+                    s[[y, x]]
+                );
             }
         }
     }

@@ -5,7 +5,10 @@ use std::path::Path;
 use crate::CutoutError;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// One gallery entry: a row of fields plus the PNG and FITS file names (relative to the page).
@@ -39,16 +42,31 @@ pub fn write_gallery(
     );
     h.push_str(&format!("<h1>{}</h1>\n<table>\n", esc(title)));
     for (k, v) in summary {
-        h.push_str(&format!("<tr><td class=\"k\">{}</td><td>{}</td></tr>\n", esc(k), esc(v)));
+        h.push_str(&format!(
+            "<tr><td class=\"k\">{}</td><td>{}</td></tr>\n",
+            esc(k),
+            esc(v)
+        ));
     }
-    h.push_str(&format!("</table>\n<h2>{} candidates</h2>\n<table>\n", items.len()));
+    h.push_str(&format!(
+        "</table>\n<h2>{} candidates</h2>\n<table>\n",
+        items.len()
+    ));
     for it in items {
         h.push_str(&format!("<tr><th>{}</th><td>", esc(&it.title)));
         if let Some(p) = &it.png {
-            h.push_str(&format!("<a href=\"{0}\"><img src=\"{0}\" alt=\"{1}\" loading=\"lazy\"></a><br>", esc(p), esc(&it.title)));
+            h.push_str(&format!(
+                "<a href=\"{0}\"><img src=\"{0}\" alt=\"{1}\" loading=\"lazy\"></a><br>",
+                esc(p),
+                esc(&it.title)
+            ));
         }
         for (k, v) in &it.fields {
-            h.push_str(&format!("<span class=\"k\">{}</span>: {} &nbsp; ", esc(k), esc(v)));
+            h.push_str(&format!(
+                "<span class=\"k\">{}</span>: {} &nbsp; ",
+                esc(k),
+                esc(v)
+            ));
         }
         if let Some(f) = &it.fits {
             h.push_str(&format!("<br><a href=\"{0}\">{0}</a>", esc(f)));

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use fits_io::{Header, Plane, PlaneData, Value, WriteOptions};
 
+use crate::CutoutError;
 use crate::adjust::AdjustResult;
 use crate::meta::MetaValue;
 use crate::stamp::{Cutout, IMAGE, MASK};
-use crate::CutoutError;
 
 /// Keyword of the i-th metadata name (1-based): `MKEY0001`, ... Names are stored as string
 /// values because FITS keywords are upper case and at most 8 characters (cfitsio upper-cases
@@ -72,13 +72,18 @@ pub fn write_cutout(path: &Path, cutout: &Cutout, opts: WriteOptions) -> Result<
 pub fn load_cutout(path: &Path) -> Result<Cutout, CutoutError> {
     let (primary, planes) = fits_io::read_mef(path)?;
     if !primary.get_bool("DIFFCUT").unwrap_or(false) {
-        return Err(CutoutError::NotACutout(format!("{}: no DIFFCUT keyword", path.display())));
+        return Err(CutoutError::NotACutout(format!(
+            "{}: no DIFFCUT keyword",
+            path.display()
+        )));
     }
     let x0 = primary.get_i64("CUTX0")?;
     let y0 = primary.get_i64("CUTY0")?;
     let mut meta = Vec::new();
     for i in 1..=MAX_META {
-        let Some(name) = primary.get_str_opt(&name_key(i))? else { break };
+        let Some(name) = primary.get_str_opt(&name_key(i))? else {
+            break;
+        };
         let v = match primary.get(&value_key(i)) {
             Some(Value::Bool(b)) => MetaValue::Bool(*b),
             Some(Value::Int(i)) => MetaValue::Int(*i),
@@ -88,7 +93,11 @@ pub fn load_cutout(path: &Path) -> Result<Cutout, CutoutError> {
                 _ => MetaValue::Str(s.clone()),
             },
             None => {
-                return Err(CutoutError::NotACutout(format!("{} without {}", name_key(i), value_key(i))));
+                return Err(CutoutError::NotACutout(format!(
+                    "{} without {}",
+                    name_key(i),
+                    value_key(i)
+                )));
             }
         };
         meta.push((name.to_string(), v));
@@ -109,7 +118,9 @@ pub fn load_cutout(path: &Path) -> Result<Cutout, CutoutError> {
     }
     let mask = mask.ok_or_else(|| CutoutError::NotACutout("no MASK extension".into()))?;
     if out_planes.first().map(|(n, _)| n.as_str()) != Some(IMAGE) {
-        return Err(CutoutError::NotACutout("first extension is not IMAGE".into()));
+        return Err(CutoutError::NotACutout(
+            "first extension is not IMAGE".into(),
+        ));
     }
     for (name, a) in &out_planes {
         if a.dim() != mask.dim() {

@@ -124,9 +124,15 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(j2000_name(0.0, 0.0).as_deref(), Some("J000000.00+000000.0"));
-        assert_eq!(j2000_name(359.99999, -89.99999).as_deref(), Some("J235959.99-895959.9"));
+        assert_eq!(
+            j2000_name(359.99999, -89.99999).as_deref(),
+            Some("J235959.99-895959.9")
+        );
         // 10h 00m 00.00s, -05d 30m 00.0s
-        assert_eq!(j2000_name(150.0, -5.5).as_deref(), Some("J100000.00-053000.0"));
+        assert_eq!(
+            j2000_name(150.0, -5.5).as_deref(),
+            Some("J100000.00-053000.0")
+        );
         assert_eq!(j2000_name(f64::NAN, 0.0), None);
         assert_eq!(j2000_name(10.0, 91.0), None);
     }

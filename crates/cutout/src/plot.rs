@@ -10,9 +10,9 @@ use image::{Rgb, RgbImage};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+use crate::CutoutError;
 use crate::meta::MetaValue;
 use crate::stamp::{Cutout, MASK};
-use crate::CutoutError;
 
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 
@@ -207,9 +207,10 @@ pub fn default_title(c: &Cutout) -> String {
     if let Some(MetaValue::Str(n)) = c.meta("name") {
         parts.push(n.clone());
     }
-    if let (Some(x), Some(y)) =
-        (c.meta("x").and_then(MetaValue::as_f64), c.meta("y").and_then(MetaValue::as_f64))
-    {
+    if let (Some(x), Some(y)) = (
+        c.meta("x").and_then(MetaValue::as_f64),
+        c.meta("y").and_then(MetaValue::as_f64),
+    ) {
         parts.push(format!("x={x:.1} y={y:.1}"));
     }
     if let Some(t) = c.meta("time") {
@@ -225,7 +226,12 @@ pub fn default_title(c: &Cutout) -> String {
 pub fn plot_cutout(c: &Cutout, params: &PlotParams) -> Result<RgbImage, CutoutError> {
     let names: Vec<String> = match &params.planes {
         Some(p) => p.clone(),
-        None => c.planes.iter().map(|(n, _)| n.clone()).chain([MASK.to_string()]).collect(),
+        None => c
+            .planes
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain([MASK.to_string()])
+            .collect(),
     };
     for n in &names {
         if n != MASK && c.plane(n).is_none() {
@@ -282,12 +288,26 @@ pub fn plot_cutout(c: &Cutout, params: &PlotParams) -> Result<RgbImage, CutoutEr
             }
         }
         if let Some(f) = &font {
-            draw_text(&mut img, f, name, ox as f32 + 2.0, (MARGIN + TITLE_H + 13) as f32, 13.0);
+            draw_text(
+                &mut img,
+                f,
+                name,
+                ox as f32 + 2.0,
+                (MARGIN + TITLE_H + 13) as f32,
+                13.0,
+            );
         }
     }
     let title = params.title.clone().unwrap_or_else(|| default_title(c));
     if let Some(f) = &font {
-        draw_text(&mut img, f, &title, MARGIN as f32, (MARGIN + 15) as f32, 15.0);
+        draw_text(
+            &mut img,
+            f,
+            &title,
+            MARGIN as f32,
+            (MARGIN + 15) as f32,
+            15.0,
+        );
     }
     Ok(img)
 }
@@ -296,20 +316,31 @@ pub fn plot_cutout(c: &Cutout, params: &PlotParams) -> Result<RgbImage, CutoutEr
 pub fn save_plot(c: &Cutout, params: &PlotParams, path: &Path) -> Result<(), CutoutError> {
     let img = plot_cutout(c, params)?;
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| CutoutError::Png { path: path.to_path_buf(), message: e.to_string() })?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| CutoutError::Png {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     fits_io::write_atomic(path, &bytes, fits_io::WriteOptions::overwrite())?;
     Ok(())
 }
 
-/// Marks in stamp pixel coordinates: (x, y, r, r2, r3).
-fn resolve_marks(c: &Cutout, params: &PlotParams) -> Vec<(f64, f64, f64, Option<f64>, Option<f64>)> {
+/// Marks in stamp pixel coordinates.
+/// A mark resolved to stamp pixels: (x, y, r, r2, r3).
+type PixelMark = (f64, f64, f64, Option<f64>, Option<f64>);
+
+fn resolve_marks(c: &Cutout, params: &PlotParams) -> Vec<PixelMark> {
     let default = || {
         let (x, y) = c.position();
         vec![(x, y, 5.0, None, None)]
     };
-    let Some(marks) = &params.marks else { return default() };
-    let wcs = header_wcs(&c.header);
+    let Some(marks) = &params.marks else {
+        return default();
+    };
+    let wcs = wcs_grid::Wcs::from_header(&c.header).ok();
     marks
         .iter()
         .filter_map(|m| {
@@ -323,7 +354,16 @@ fn resolve_marks(c: &Cutout, params: &PlotParams) -> Vec<(f64, f64, f64, Option<
 }
 
 #[allow(clippy::too_many_arguments)] // a pixel-fill primitive: all arguments are coordinates
-fn fill(img: &mut RgbImage, ox: u32, oy: u32, zoom: u32, n: usize, x: usize, y: usize, col: Rgb<u8>) {
+fn fill(
+    img: &mut RgbImage,
+    ox: u32,
+    oy: u32,
+    zoom: u32,
+    n: usize,
+    x: usize,
+    y: usize,
+    col: Rgb<u8>,
+) {
     let row = (n - 1 - y) as u32; // row 0 at the bottom
     for dy in 0..zoom {
         for dx in 0..zoom {
@@ -333,7 +373,7 @@ fn fill(img: &mut RgbImage, ox: u32, oy: u32, zoom: u32, n: usize, x: usize, y: 
 }
 
 fn circle(img: &mut RgbImage, cx: f64, cy: f64, r: f64, dashed: bool, clip: (u32, u32, u32, u32)) {
-    if !(r > 0.0) {
+    if r.is_nan() || r <= 0.0 {
         return;
     }
     let steps = ((2.0 * std::f64::consts::PI * r) * 2.0).ceil().max(16.0) as usize;
@@ -345,7 +385,10 @@ fn circle(img: &mut RgbImage, cx: f64, cy: f64, r: f64, dashed: bool, clip: (u32
         let (x, y) = (cx + r * t.cos(), cy + r * t.sin());
         for (px, py) in [(x, y), (x + 0.5, y), (x, y + 0.5)] {
             let (px, py) = (px.floor(), py.floor());
-            if px >= clip.0 as f64 && py >= clip.1 as f64 && px < clip.2 as f64 && py < clip.3 as f64
+            if px >= clip.0 as f64
+                && py >= clip.1 as f64
+                && px < clip.2 as f64
+                && py < clip.3 as f64
             {
                 img.put_pixel(px as u32, py as u32, MARK_COLOR);
             }
@@ -363,7 +406,9 @@ fn draw_text(img: &mut RgbImage, font: &FontRef, text: &str, x: f32, y: f32, siz
         let id = font.glyph_id(ch);
         let glyph = id.with_scale_and_position(scale, point(caret, y));
         caret += scaled.h_advance(id);
-        let Some(outline) = font.outline_glyph(glyph) else { continue };
+        let Some(outline) = font.outline_glyph(glyph) else {
+            continue;
+        };
         let b = outline.px_bounds();
         outline.draw(|gx, gy, cov| {
             let (px, py) = (b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64);
@@ -396,7 +441,9 @@ fn quantiles(a: &Array2<f64>, qq: (f64, f64)) -> (f64, f64) {
 /// Separable Gaussian smoothing that ignores non-finite pixels (weights renormalised).
 fn smooth(a: &Array2<f32>, sigma: f64) -> Array2<f64> {
     let r = (3.0 * sigma).ceil() as i64;
-    let k: Vec<f64> = (-r..=r).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let k: Vec<f64> = (-r..=r)
+        .map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let (ny, nx) = a.dim();
     let pass = |src: &Array2<f64>, horizontal: bool| {
         Array2::from_shape_fn((ny, nx), |(y, x)| {
@@ -405,7 +452,11 @@ fn smooth(a: &Array2<f32>, sigma: f64) -> Array2<f64> {
             }
             let (mut s, mut w) = (0.0, 0.0);
             for (t, kv) in (-r..=r).zip(&k) {
-                let (yy, xx) = if horizontal { (y as i64, x as i64 + t) } else { (y as i64 + t, x as i64) };
+                let (yy, xx) = if horizontal {
+                    (y as i64, x as i64 + t)
+                } else {
+                    (y as i64 + t, x as i64)
+                };
                 if yy < 0 || xx < 0 || yy >= ny as i64 || xx >= nx as i64 {
                     continue;
                 }
@@ -420,20 +471,4 @@ fn smooth(a: &Array2<f32>, sigma: f64) -> Array2<f64> {
     };
     let a64 = a.mapv(f64::from);
     pass(&pass(&a64, true), false)
-}
-
-/// The WCS of a cutout header, if it has a valid one.
-fn header_wcs(h: &fits_io::Header) -> Option<wcs_grid::Wcs> {
-    let mut map = std::collections::BTreeMap::<String, String>::new();
-    for card in h.cards() {
-        let text = match &card.value {
-            Some(fits_io::Value::Float(f)) => format!("{f:e}"),
-            Some(fits_io::Value::Int(i)) => i.to_string(),
-            Some(fits_io::Value::Str(s)) => s.clone(),
-            Some(fits_io::Value::Bool(b)) => if *b { "T" } else { "F" }.to_string(),
-            None => continue,
-        };
-        map.insert(card.key.clone(), text);
-    }
-    wcs_grid::Wcs::from_keywords(&map).ok()
 }

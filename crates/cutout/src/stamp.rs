@@ -3,9 +3,9 @@
 use fits_io::Header;
 use ndarray::{Array2, ArrayView2};
 
+use crate::CutoutError;
 use crate::adjust::AdjustResult;
 use crate::meta::{MetaValue, j2000_name};
-use crate::CutoutError;
 
 /// Largest cutout radius accepted (pixels): a 4097x4097 stamp.
 pub const MAX_RADIUS: f64 = 2048.0;
@@ -33,14 +33,22 @@ pub struct Candidate {
 impl Candidate {
     /// A candidate at `(x, y)` with no other fields.
     pub fn at(x: f64, y: f64) -> Self {
-        Self { x, y, ..Default::default() }
+        Self {
+            x,
+            y,
+            ..Default::default()
+        }
     }
 
     /// A candidate from a table row: `x` and `y` columns are required (case-insensitive;
     /// `x_image`/`y_image` too, which are 1-based as in SExtractor and converted), `ra`/`dec`
     /// optional; every column is kept as a field.
     pub fn from_row<S: AsRef<str>>(columns: &[S], cells: &[S]) -> Result<Self, CutoutError> {
-        let mut c = Candidate { x: f64::NAN, y: f64::NAN, ..Default::default() };
+        let mut c = Candidate {
+            x: f64::NAN,
+            y: f64::NAN,
+            ..Default::default()
+        };
         for (k, v) in columns.iter().zip(cells) {
             let (k, v) = (k.as_ref(), MetaValue::parse_cell(v.as_ref()));
             let num = v.as_f64();
@@ -124,8 +132,14 @@ impl Cutout {
 
     /// Position of the candidate in stamp pixel coordinates.
     pub fn position(&self) -> (f64, f64) {
-        let x = self.meta("x").and_then(MetaValue::as_f64).unwrap_or(f64::NAN);
-        let y = self.meta("y").and_then(MetaValue::as_f64).unwrap_or(f64::NAN);
+        let x = self
+            .meta("x")
+            .and_then(MetaValue::as_f64)
+            .unwrap_or(f64::NAN);
+        let y = self
+            .meta("y")
+            .and_then(MetaValue::as_f64)
+            .unwrap_or(f64::NAN);
         (x - self.x0 as f64, y - self.y0 as f64)
     }
 }
@@ -148,7 +162,10 @@ pub fn get_cutout(
         return Err(CutoutError::InvalidCoordinates { x, y });
     }
     if !(radius.is_finite() && radius > 0.0 && radius <= MAX_RADIUS) {
-        return Err(CutoutError::InvalidRadius { radius, max: MAX_RADIUS });
+        return Err(CutoutError::InvalidRadius {
+            radius,
+            max: MAX_RADIUS,
+        });
     }
     let (ny, nx) = image.dim();
     let (cx, cy) = (x.round(), y.round());
@@ -183,10 +200,13 @@ pub fn get_cutout(
     let (x0, y0) = (cx as i64 - r, cy as i64 - r);
     let inside = |j: usize, i: usize| -> Option<(usize, usize)> {
         let (py, px) = (y0 + j as i64, x0 + i as i64);
-        (py >= 0 && px >= 0 && py < ny as i64 && px < nx as i64).then_some((py as usize, px as usize))
+        (py >= 0 && px >= 0 && py < ny as i64 && px < nx as i64)
+            .then_some((py as usize, px as usize))
     };
     let cut = |src: &ArrayView2<f32>| {
-        Array2::from_shape_fn((size, size), |(j, i)| inside(j, i).map_or(f32::NAN, |p| src[p]))
+        Array2::from_shape_fn((size, size), |(j, i)| {
+            inside(j, i).map_or(f32::NAN, |p| src[p])
+        })
     };
     let mut planes = vec![(IMAGE.to_string(), cut(image))];
     for (name, plane) in &opts.planes {
@@ -225,14 +245,25 @@ pub fn get_cutout(
     if let Some(f) = &opts.filename {
         push("filename", MetaValue::Str(f.clone()));
     }
-    let name = opts.name.clone().or_else(|| match (candidate.ra, candidate.dec) {
-        (Some(ra), Some(dec)) => j2000_name(ra, dec),
-        _ => None,
-    });
+    let name = opts
+        .name
+        .clone()
+        .or_else(|| match (candidate.ra, candidate.dec) {
+            (Some(ra), Some(dec)) => j2000_name(ra, dec),
+            _ => None,
+        });
     if let Some(n) = name {
         push("name", MetaValue::Str(n));
     }
-    Ok(Cutout { planes, mask, header, meta, x0, y0, adjust: None })
+    Ok(Cutout {
+        planes,
+        mask,
+        header,
+        meta,
+        x0,
+        y0,
+        adjust: None,
+    })
 }
 
 /// Shifts a header's WCS reference pixel for a sub-image starting at parent pixel `(x0, y0)`
@@ -245,8 +276,16 @@ pub fn shift_header_wcs(header: &mut Header, x0: i64, y0: i64) {
     }
     let ltv1 = header.get_f64_opt("LTV1").ok().flatten().unwrap_or(0.0);
     let ltv2 = header.get_f64_opt("LTV2").ok().flatten().unwrap_or(0.0);
-    header.set_with_comment("LTV1", ltv1 - x0 as f64, "offset of the cutout (IRAF convention)");
-    header.set_with_comment("LTV2", ltv2 - y0 as f64, "offset of the cutout (IRAF convention)");
+    header.set_with_comment(
+        "LTV1",
+        ltv1 - x0 as f64,
+        "offset of the cutout (IRAF convention)",
+    );
+    header.set_with_comment(
+        "LTV2",
+        ltv2 - y0 as f64,
+        "offset of the cutout (IRAF convention)",
+    );
     header.set_with_comment("CUTX0", x0, "parent column of cutout pixel 0 (0-based)");
     header.set_with_comment("CUTY0", y0, "parent row of cutout pixel 0 (0-based)");
 }

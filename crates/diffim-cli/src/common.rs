@@ -51,7 +51,11 @@ pub fn load_image(spec: &Path) -> Result<LoadedImage, CliError> {
         },
         Err(e) => return Err(CliError::from(e).context(spec.display())),
     };
-    Ok(LoadedImage { data: img.data, header: img.header, path })
+    Ok(LoadedImage {
+        data: img.data,
+        header: img.header,
+        path,
+    })
 }
 
 /// Reads an optional mask and checks it has `shape`.
@@ -123,7 +127,11 @@ pub struct PairFiles<'a> {
 
 impl PairInputs {
     /// Loads the masks and noise maps of `files` for an already loaded pair, checking shapes.
-    pub fn load(science: LoadedImage, template: LoadedImage, files: &PairFiles) -> Result<Self, CliError> {
+    pub fn load(
+        science: LoadedImage,
+        template: LoadedImage,
+        files: &PairFiles,
+    ) -> Result<Self, CliError> {
         let shape = science.data.dim();
         if template.data.dim() != shape {
             return Err(CliError::failure(format!(
@@ -149,7 +157,10 @@ impl PairInputs {
 
     /// The subtraction inputs (views into this pair).
     pub fn inputs(&self) -> diffim::subtract::SubtractInputs<'_> {
-        let mut i = diffim::subtract::SubtractInputs::new(self.science.data.view(), self.template.data.view());
+        let mut i = diffim::subtract::SubtractInputs::new(
+            self.science.data.view(),
+            self.template.data.view(),
+        );
         i.science_mask = self.science_mask.as_ref().map(|m| m.view());
         i.template_mask = self.template_mask.as_ref().map(|m| m.view());
         i.science_noise = self.science_noise.as_ref().map(|m| m.view());
@@ -169,7 +180,9 @@ pub fn header_f64(h: &Header, key: &str) -> Option<f64> {
 
 /// The gain: the explicit value, else the header's GAIN (positive values only).
 pub fn gain_from(explicit: Option<f64>, h: &Header) -> Option<f64> {
-    explicit.or_else(|| header_f64(h, "GAIN")).filter(|g| *g > 0.0)
+    explicit
+        .or_else(|| header_f64(h, "GAIN"))
+        .filter(|g| *g > 0.0)
 }
 
 /// A spinner for a long stage, hidden when progress bars are off (not a terminal, or quiet).
@@ -199,8 +212,14 @@ mod tests {
 
     #[test]
     fn hdu_specs() {
-        assert_eq!(parse_hdu_spec(Path::new("a.fits")), ("a.fits".into(), Hdu::Primary));
-        assert_eq!(parse_hdu_spec(Path::new("a.fits[2]")), ("a.fits".into(), Hdu::Index(2)));
+        assert_eq!(
+            parse_hdu_spec(Path::new("a.fits")),
+            ("a.fits".into(), Hdu::Primary)
+        );
+        assert_eq!(
+            parse_hdu_spec(Path::new("a.fits[2]")),
+            ("a.fits".into(), Hdu::Index(2))
+        );
         assert_eq!(
             parse_hdu_spec(Path::new("dir/a.fits[SCI]")),
             ("dir/a.fits".into(), Hdu::Name("SCI".into()))

@@ -19,12 +19,18 @@ pub struct CliError {
 impl CliError {
     /// A usage error (exit code 2).
     pub fn usage(msg: impl Into<String>) -> Self {
-        Self { code: EXIT_USAGE, message: msg.into() }
+        Self {
+            code: EXIT_USAGE,
+            message: msg.into(),
+        }
     }
 
     /// A data or environment failure (exit code 1).
     pub fn failure(msg: impl Into<String>) -> Self {
-        Self { code: EXIT_FAILURE, message: msg.into() }
+        Self {
+            code: EXIT_FAILURE,
+            message: msg.into(),
+        }
     }
 
     /// Prefixes the message with context, e.g. the file being processed.
@@ -52,7 +58,10 @@ impl<E: std::error::Error> From<E> for CliError {
             }
             src = s.source();
         }
-        Self { code: EXIT_FAILURE, message }
+        Self {
+            code: EXIT_FAILURE,
+            message,
+        }
     }
 }
 

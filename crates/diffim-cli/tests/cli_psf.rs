@@ -18,8 +18,13 @@ fn psf_writes_a_basis_that_reproduces_the_true_psf() {
     cfg.n_transients = 0;
     let pair = simulate(&cfg).unwrap();
     let sci = dir.path().join("sci.fits");
-    write_image(&sci, &pair.science.view(), &pair.science_header, WriteOptions::default())
-        .unwrap();
+    write_image(
+        &sci,
+        &pair.science.view(),
+        &pair.science_header,
+        WriteOptions::default(),
+    )
+    .unwrap();
     let out = dir.path().join("psf.fits");
     let png = dir.path().join("grid.png");
     let st = Command::new(env!("CARGO_BIN_EXE_diffim"))
@@ -27,16 +32,27 @@ fn psf_writes_a_basis_that_reproduces_the_true_psf() {
         .args(["--png", png.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(st.status.success(), "stderr: {}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
 
     // Rebuild the model from the file alone.
     let (h, planes) = read_mef(&out).unwrap();
     let nb = h.get_i64("KLNB").unwrap() as usize;
     let deg = h.get_i64("KLDEG").unwrap() as usize;
-    assert!(nb >= 1 && planes.len() == nb, "{nb} basis, {} planes", planes.len());
+    assert!(
+        nb >= 1 && planes.len() == nb,
+        "{nb} basis, {} planes",
+        planes.len()
+    );
     let basis: Vec<_> = (0..nb)
         .map(|i| {
-            let p = planes.iter().find(|p| p.name == format!("BASIS{i}")).unwrap();
+            let p = planes
+                .iter()
+                .find(|p| p.name == format!("BASIS{i}"))
+                .unwrap();
             match &p.data {
                 PlaneData::F64(a) => a.clone(),
                 PlaneData::F32(a) => a.mapv(f64::from),
@@ -45,15 +61,27 @@ fn psf_writes_a_basis_that_reproduces_the_true_psf() {
         })
         .collect();
     let coeffs = (0..nb)
-        .map(|i| (0..n_terms(deg)).map(|j| h.get_f64(&format!("KLC{i}_{j}")).unwrap()).collect())
+        .map(|i| {
+            (0..n_terms(deg))
+                .map(|j| h.get_f64(&format!("KLC{i}_{j}")).unwrap())
+                .collect()
+        })
         .collect();
     let f = |k: &str| h.get_f64(k).unwrap();
     let model = KlPsf::from_parts(KlPsfParts {
         basis,
         degree: deg,
         coeffs,
-        scale: CoordScale { cx: f("KLXC"), hx: f("KLXS"), cy: f("KLYC"), hy: f("KLYS") },
-        image_shape: (h.get_i64("KLNY").unwrap() as usize, h.get_i64("KLNX").unwrap() as usize),
+        scale: CoordScale {
+            cx: f("KLXC"),
+            hx: f("KLXS"),
+            cy: f("KLYC"),
+            hy: f("KLYS"),
+        },
+        image_shape: (
+            h.get_i64("KLNY").unwrap() as usize,
+            h.get_i64("KLNX").unwrap() as usize,
+        ),
     })
     .unwrap();
     for (x, y) in [(256.0, 256.0), (100.0, 400.0), (420.0, 90.0)] {
@@ -77,8 +105,13 @@ fn psf_writes_a_basis_that_reproduces_the_true_psf() {
     let flat = diffim::ndarray::Array2::from_shape_fn((128, 128), |(y, x)| {
         100.0 + ((x * 31 + y * 17) % 7) as f32
     });
-    write_image(&blank, &flat.view(), &diffim::fits::Header::new(), WriteOptions::default())
-        .unwrap();
+    write_image(
+        &blank,
+        &flat.view(),
+        &diffim::fits::Header::new(),
+        WriteOptions::default(),
+    )
+    .unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_diffim"))
         .args(["psf", blank.to_str().unwrap(), "--out"])
         .arg(dir.path().join("b.fits"))

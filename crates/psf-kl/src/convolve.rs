@@ -59,7 +59,12 @@ mod tests {
         for j in 0..8 {
             for i in 0..8 {
                 let (x, y) = (i as f64 * 47.0 / 7.0, j as f64 * 39.0 / 7.0);
-                stamps.push(gaussian_stamp(11, 2.0 + 2.0 * x / 47.0 + 0.3 * y / 39.0, 0.0, 0.0));
+                stamps.push(gaussian_stamp(
+                    11,
+                    2.0 + 2.0 * x / 47.0 + 0.3 * y / 39.0,
+                    0.0,
+                    0.0,
+                ));
                 pos.push((x, y));
             }
         }

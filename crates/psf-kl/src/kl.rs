@@ -120,24 +120,36 @@ impl KlPsf {
         let size = stars.stamp_size;
         let m = size * size;
         if n == 0 {
-            return Err(if stars.rejections.candidates > 0
-                && stars.rejections.saturated > 0
-                && stars.rejections.rejected() == stars.rejections.saturated
-            {
-                PsfError::AllSaturated {
-                    saturated: stars.rejections.saturated,
-                    rejections: stars.rejections,
-                }
-            } else {
-                PsfError::NoUsableStars {
-                    rejections: stars.rejections,
-                }
-            });
+            return Err(
+                if stars.rejections.candidates > 0
+                    && stars.rejections.saturated > 0
+                    && stars.rejections.rejected() == stars.rejections.saturated
+                {
+                    PsfError::AllSaturated {
+                        saturated: stars.rejections.saturated,
+                        rejections: stars.rejections,
+                    }
+                } else {
+                    PsfError::NoUsableStars {
+                        rejections: stars.rejections,
+                    }
+                },
+            );
         }
         if !(params.inf_loss >= 0.0 && params.inf_loss < 1.0) {
             return Err(PsfError::InvalidParameter {
                 name: "inf_loss",
                 reason: format!("must be in [0, 1), got {}", params.inf_loss),
+            });
+        }
+        if params.degree > poly::MAX_DEGREE {
+            return Err(PsfError::InvalidParameter {
+                name: "degree",
+                reason: format!(
+                    "must be at most {}, got {}",
+                    poly::MAX_DEGREE,
+                    params.degree
+                ),
             });
         }
         if let Some(k) = params.n_basis {
@@ -289,7 +301,13 @@ impl KlPsf {
             .collect();
         let c: Vec<Vec<f64>> = basis
             .iter()
-            .map(|b| stars.stars.iter().map(|s| dot(&s.stamp.view(), &b.view())).collect())
+            .map(|b| {
+                stars
+                    .stars
+                    .iter()
+                    .map(|s| dot(&s.stamp.view(), &b.view()))
+                    .collect()
+            })
             .collect();
         let too_few = || PsfError::TooFewStars {
             found: n,
@@ -323,7 +341,8 @@ impl KlPsf {
                 .collect();
             n_clipped = keep.iter().filter(|k| !**k).count();
             if n_clipped > 0
-                && (n - n_clipped) as f64 >= params.min_stars_per_term * poly::n_terms(degree) as f64
+                && (n - n_clipped) as f64
+                    >= params.min_stars_per_term * poly::n_terms(degree) as f64
             {
                 let wk: Vec<f64> = w2
                     .iter()
@@ -336,9 +355,8 @@ impl KlPsf {
             }
         }
         let chis = chi(&coeffs);
-        let coeff_residual_rms = (chis.iter().map(|x| x * x).sum::<f64>()
-            / w2.iter().sum::<f64>().max(1e-300))
-        .sqrt();
+        let coeff_residual_rms =
+            (chis.iter().map(|x| x * x).sum::<f64>() / w2.iter().sum::<f64>().max(1e-300)).sqrt();
 
         let sums = basis.iter().map(|b| b.sum()).collect();
         Ok(Self {
@@ -455,13 +473,11 @@ impl KlPsf {
         if parts.basis.iter().any(|b| b.iter().any(|v| !v.is_finite())) {
             return Err(bad("non-finite basis pixel".into()));
         }
-        if parts.degree > 20 {
+        if parts.degree > poly::MAX_DEGREE {
             return Err(bad(format!("degree {} is unreasonably high", parts.degree)));
         }
         let nt = poly::n_terms(parts.degree);
-        if parts.coeffs.len() != parts.basis.len()
-            || parts.coeffs.iter().any(|c| c.len() != nt)
-        {
+        if parts.coeffs.len() != parts.basis.len() || parts.coeffs.iter().any(|c| c.len() != nt) {
             return Err(bad(format!(
                 "expected {} x {} field coefficients",
                 parts.basis.len(),
@@ -493,20 +509,43 @@ impl KlPsf {
     /// Normalised coefficient fields on the full pixel grid of a `(ny, nx)` image, one array
     /// per basis element (used by [`crate::convolve_varying`]).
     pub fn coefficient_maps(&self, ny: usize, nx: usize) -> Vec<Array2<f32>> {
+        use rayon::prelude::*;
         let nb = self.n_basis();
-        let mut maps = vec![Array2::<f32>::zeros((ny, nx)); nb];
-        let mut mono = Vec::with_capacity(poly::n_terms(self.degree));
-        for yy in 0..ny {
-            for xx in 0..nx {
-                let (u, v) = self.scale.scale(xx as f64, yy as f64);
-                poly::monomials(self.degree, u.clamp(-1.0, 1.0), v.clamp(-1.0, 1.0), &mut mono);
-                let a = self.normalised_coefficients(&mono);
-                for (m, &ai) in maps.iter_mut().zip(&a) {
-                    m[[yy, xx]] = ai as f32;
+        let nt = poly::n_terms(self.degree);
+        // Row by row in parallel, one scratch buffer per row, no allocation per pixel.
+        let rows: Vec<Vec<f32>> = (0..ny)
+            .into_par_iter()
+            .map(|yy| {
+                let mut out = vec![0f32; nb * nx];
+                let mut mono = Vec::with_capacity(nt);
+                let mut a = vec![0f64; nb];
+                for xx in 0..nx {
+                    let (u, v) = self.scale.scale(xx as f64, yy as f64);
+                    poly::monomials(
+                        self.degree,
+                        u.clamp(-1.0, 1.0),
+                        v.clamp(-1.0, 1.0),
+                        &mut mono,
+                    );
+                    let mut norm = 0.0;
+                    for (i, c) in self.coeffs.iter().enumerate() {
+                        a[i] = c.iter().zip(&mono).map(|(p, q)| p * q).sum();
+                        norm += a[i] * self.sums[i];
+                    }
+                    if norm.is_finite() && norm.abs() > 1e-12 {
+                        for i in 0..nb {
+                            out[i * nx + xx] = (a[i] / norm) as f32;
+                        }
+                    } else {
+                        out[xx] = (1.0 / self.sums[0]) as f32;
+                    }
                 }
-            }
-        }
-        maps
+                out
+            })
+            .collect();
+        (0..nb)
+            .map(|i| Array2::from_shape_fn((ny, nx), |(y, x)| rows[y][i * nx + x]))
+            .collect()
     }
 }
 

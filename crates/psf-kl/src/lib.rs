@@ -58,6 +58,12 @@
 //!   Astronomy and Computing 28 (2019) 100305: `inf_loss` basis truncation and degree-3
 //!   coefficient polynomials.
 
+// `!(x > 0.0)` is deliberate throughout: it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord, clippy::nonminimal_bool)]
+// The errors carry the full per-reason rejection counts by value (a few dozen bytes, on the
+// cold path) so callers can match on them directly.
+#![allow(clippy::result_large_err)]
+
 mod convolve;
 mod empirical;
 mod error;

@@ -2,6 +2,9 @@
 
 use nalgebra::{DMatrix, DVector};
 
+/// Highest polynomial degree supported.
+pub const MAX_DEGREE: usize = 20;
+
 /// Number of terms `x^p y^q` with `p + q <= degree`: `(d + 1)(d + 2) / 2`.
 pub fn n_terms(degree: usize) -> usize {
     (degree + 1) * (degree + 2) / 2
@@ -43,10 +46,17 @@ impl CoordScale {
 /// Values of the monomials at scaled `(u, v)`, in the crate's term order: by total degree
 /// `k = 0..=degree`, and within a degree by increasing power of `v`:
 /// `1, u, v, u^2, u v, v^2, u^3, u^2 v, u v^2, v^3, ...`.
+///
+/// # Panics
+/// If `degree > MAX_DEGREE` (a caller bug; the fitters and loaders check it).
 pub fn monomials(degree: usize, u: f64, v: f64, out: &mut Vec<f64>) {
+    assert!(
+        degree <= MAX_DEGREE,
+        "polynomial degree {degree} > {MAX_DEGREE}"
+    );
     out.clear();
-    let mut up = vec![1.0; degree + 1];
-    let mut vp = vec![1.0; degree + 1];
+    let mut up = [1.0; MAX_DEGREE + 1];
+    let mut vp = [1.0; MAX_DEGREE + 1];
     for k in 1..=degree {
         up[k] = up[k - 1] * u;
         vp[k] = vp[k - 1] * v;
@@ -98,9 +108,7 @@ pub fn fit_many(
     for z in rhs {
         let b = DVector::from_iterator(
             n,
-            z.iter()
-                .zip(weights)
-                .map(|(zz, w)| zz * w.max(0.0).sqrt()),
+            z.iter().zip(weights).map(|(zz, w)| zz * w.max(0.0).sqrt()),
         );
         let x = svd.solve(&b, smax * 1e-10).ok()?;
         out.push(x.iter().copied().collect());

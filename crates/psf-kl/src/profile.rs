@@ -69,9 +69,7 @@ fn minimize<F: Fn(&[f64], &mut [f64])>(p0: Vec<f64>, m: usize, f: F) -> Option<V
         m,
         f,
     };
-    let (res, report) = LevenbergMarquardt::new()
-        .with_patience(200)
-        .minimize(prob);
+    let (res, report) = LevenbergMarquardt::new().with_patience(200).minimize(prob);
     let ok = report.termination.was_successful() || report.objective_function.is_finite();
     let p = res.p.as_slice().to_vec();
     (ok && p.iter().all(|v| v.is_finite())).then_some(p)
@@ -282,7 +280,15 @@ impl MoffatPsf {
         // Start from beta = 3 with the Gaussian's FWHM.
         let beta0: f64 = 3.0;
         let k = (2f64.powf(1.0 / beta0) - 1.0).sqrt() / (FWHM_PER_SIGMA / 2.0);
-        let p0 = vec![amp, g.dx, g.dy, g.l1 * k, g.l2 * k, g.l3 * k, (beta0 - 1.0).ln()];
+        let p0 = vec![
+            amp,
+            g.dx,
+            g.dy,
+            g.l1 * k,
+            g.l2 * k,
+            g.l3 * k,
+            (beta0 - 1.0).ln(),
+        ];
         let p = minimize(p0, pts.len(), |p, r| {
             let e = Ellipse {
                 dx: p[1],

@@ -205,8 +205,10 @@ pub fn select_stars(
         return Err(finish_error(&mut summary, &status));
     };
     let size = params.stamp_size.unwrap_or_else(|| {
-        odd_at_least(params.stamp_fwhm_factor * fwhm_ref)
-            .clamp(params.min_stamp_size.max(3) | 1, params.max_stamp_size.max(3) | 1)
+        odd_at_least(params.stamp_fwhm_factor * fwhm_ref).clamp(
+            params.min_stamp_size.max(3) | 1,
+            params.max_stamp_size.max(3) | 1,
+        )
     });
     let h = size / 2;
     let margin = LANCZOS_A + params.max_centroid_shift.ceil().max(1.0) as usize + 1;
@@ -219,7 +221,9 @@ pub fn select_stars(
             continue;
         }
         let (ix, iy) = (o.x.round(), o.y.round());
-        if ix < half as f64 || iy < half as f64 || ix + half as f64 > (nx - 1) as f64
+        if ix < half as f64
+            || iy < half as f64
+            || ix + half as f64 > (nx - 1) as f64
             || iy + half as f64 > (ny - 1) as f64
         {
             *st = Some(Reason::Edge);
@@ -284,7 +288,9 @@ pub fn select_stars(
     }
 
     // 4. Shape outliers among the survivors.
-    let alive: Vec<usize> = (0..objects.len()).filter(|&k| status[k].is_none()).collect();
+    let alive: Vec<usize> = (0..objects.len())
+        .filter(|&k| status[k].is_none())
+        .collect();
     if alive.len() >= 3 {
         let f = |k: &usize| objects[*k].fwhm;
         let e = |k: &usize| ellipticity(&objects[*k]);
@@ -307,7 +313,9 @@ pub fn select_stars(
     }
 
     // 5. At most max_stars, highest S/N first.
-    let mut alive: Vec<usize> = (0..objects.len()).filter(|&k| status[k].is_none()).collect();
+    let mut alive: Vec<usize> = (0..objects.len())
+        .filter(|&k| status[k].is_none())
+        .collect();
     alive.sort_by(|&a, &b| objects[b].snr.total_cmp(&objects[a].snr));
     for &k in alive.iter().skip(params.max_stars) {
         status[k] = Some(Reason::OverLimit);
@@ -321,7 +329,16 @@ pub fn select_stars(
         .map(|&k| {
             (
                 k,
-                cut_stamp(image, background, &objects[k], k, size, margin, fwhm_ref, params),
+                cut_stamp(
+                    image,
+                    background,
+                    &objects[k],
+                    k,
+                    size,
+                    margin,
+                    fwhm_ref,
+                    params,
+                ),
             )
         })
         .collect();
@@ -455,13 +472,16 @@ fn resample(cut: &ArrayView2<f64>, xc: f64, yc: f64, h: usize) -> Option<Array2<
     let x0 = fx as isize - h as isize - a + 1;
     let y0 = fy as isize - h as isize - a + 1;
     let ntap = wx.len();
-    if x0 < 0 || y0 < 0 || x0 as usize + size + ntap - 1 > nx || y0 as usize + size + ntap - 1 > ny {
+    if x0 < 0 || y0 < 0 || x0 as usize + size + ntap - 1 > nx || y0 as usize + size + ntap - 1 > ny
+    {
         return None;
     }
     let (x0, y0) = (x0 as usize, y0 as usize);
     // Rows first (x), then columns (y).
     let rows = Array2::from_shape_fn((size + ntap - 1, size), |(j, i)| {
-        (0..ntap).map(|k| wx[k] * cut[[y0 + j, x0 + i + k]]).sum::<f64>()
+        (0..ntap)
+            .map(|k| wx[k] * cut[[y0 + j, x0 + i + k]])
+            .sum::<f64>()
     });
     Some(Array2::from_shape_fn((size, size), |(j, i)| {
         (0..ntap).map(|k| wy[k] * rows[[j + k, i]]).sum::<f64>()
@@ -508,10 +528,7 @@ fn cut_stamp(
         return Err(Reason::BadStamp);
     }
     stamp.mapv_inplace(|v| v / flux);
-    let rms = background.rms.slice(s![
-        iy - h..=iy + h,
-        ix - h..=ix + h
-    ]);
+    let rms = background.rms.slice(s![iy - h..=iy + h, ix - h..=ix + h]);
     let var_sum: f64 = rms.iter().map(|&r| (r as f64) * (r as f64)).sum();
     let mut noise_energy = var_sum / (flux * flux);
     if let Some(g) = params.gain
@@ -543,7 +560,10 @@ mod tests {
         let big = gaussian_stamp(41, 3.5, -0.4, 0.3);
         let sigma = 3.5 / crate::profile::FWHM_PER_SIGMA;
         let (xc, yc) = windowed_centroid(&big.view(), 20.0, 20.0, sigma).unwrap();
-        assert!((xc - 20.3).abs() < 1e-3 && (yc - 19.6).abs() < 1e-3, "{xc} {yc}");
+        assert!(
+            (xc - 20.3).abs() < 1e-3 && (yc - 19.6).abs() < 1e-3,
+            "{xc} {yc}"
+        );
         let st = resample(&big.view(), xc, yc, 7).unwrap();
         let truth = gaussian_stamp(15, 3.5, 0.0, 0.0);
         let st = st.mapv(|v| v / st.sum());

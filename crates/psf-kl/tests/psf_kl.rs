@@ -65,8 +65,12 @@ fn kl_model_follows_a_varying_psf() {
     // (median 1.6 %); see the crate README/report.
     let cfg = dense_varying();
     let pair = simulate(&cfg).unwrap();
-    let est = estimate_psf(&pair.science.view(), Some(&pair.science_mask.view()), &params_for(&pair))
-        .unwrap();
+    let est = estimate_psf(
+        &pair.science.view(),
+        Some(&pair.science_mask.view()),
+        &params_for(&pair),
+    )
+    .unwrap();
     let (worst, med, fw) = grid_errors(&pair, &est.model);
     eprintln!(
         "varying PSF: {} stars ({}), {} basis, degree {}, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}",
@@ -79,7 +83,6 @@ fn kl_model_follows_a_varying_psf() {
     assert!(fw <= 0.02, "worst FWHM error {fw}");
 }
 
-
 #[test]
 fn constant_psf_collapses_to_one_basis_element() {
     let mut cfg = SimConfig::constant_psf();
@@ -88,8 +91,12 @@ fn constant_psf_collapses_to_one_basis_element() {
     cfg.star_flux_max = 400_000.0;
     cfg.n_transients = 0;
     let pair = simulate(&cfg).unwrap();
-    let est = estimate_psf(&pair.science.view(), Some(&pair.science_mask.view()), &params_for(&pair))
-        .unwrap();
+    let est = estimate_psf(
+        &pair.science.view(),
+        Some(&pair.science_mask.view()),
+        &params_for(&pair),
+    )
+    .unwrap();
     let (worst, med, fw) = grid_errors(&pair, &est.model);
     eprintln!(
         "constant PSF: {} stars, {} basis, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}, eigenvalues {:?}",
@@ -132,7 +139,10 @@ fn model_round_trips_through_parts_and_convolves() {
     }
     let mut parts = est.model.to_parts();
     parts.coeffs[0].pop();
-    assert!(matches!(KlPsf::from_parts(parts), Err(PsfError::InvalidModel { .. })));
+    assert!(matches!(
+        KlPsf::from_parts(parts),
+        Err(PsfError::InvalidModel { .. })
+    ));
     // Convolution conserves flux away from the edges.
     let mut img = Array2::<f32>::zeros((256, 256));
     img[[100, 60]] = 1000.0;
@@ -158,7 +168,13 @@ fn bad_input_gives_typed_errors() {
     };
     match estimate_psf(&pair.science.view(), None, &p) {
         Err(e @ PsfError::AllSaturated { .. }) => {
-            let PsfError::AllSaturated { saturated, rejections } = &e else { unreachable!() };
+            let PsfError::AllSaturated {
+                saturated,
+                rejections,
+            } = &e
+            else {
+                unreachable!()
+            };
             assert!(*saturated > 0 && rejections.saturated == *saturated);
             assert!(e.to_string().contains("saturated"), "{e}");
         }
@@ -169,8 +185,14 @@ fn bad_input_gives_typed_errors() {
         .unwrap();
     let objs =
         source_extract::detect(&pair.science.view(), &bg, None, &Default::default()).unwrap();
-    let stars = select_stars(&pair.science.view(), &bg, None, &objs, &SelectParams::default())
-        .unwrap();
+    let stars = select_stars(
+        &pair.science.view(),
+        &bg,
+        None,
+        &objs,
+        &SelectParams::default(),
+    )
+    .unwrap();
     let kp = KlParams {
         n_basis: Some(stars.len() + 1),
         ..Default::default()
@@ -184,7 +206,13 @@ fn bad_input_gives_typed_errors() {
     // Shape mismatch of the mask.
     let m = Array2::<bool>::from_elem((10, 10), false);
     assert!(matches!(
-        select_stars(&pair.science.view(), &bg, Some(&m.view()), &objs, &SelectParams::default()),
+        select_stars(
+            &pair.science.view(),
+            &bg,
+            Some(&m.view()),
+            &objs,
+            &SelectParams::default()
+        ),
         Err(PsfError::ShapeMismatch { .. })
     ));
 }
@@ -194,7 +222,9 @@ fn bad_input_gives_typed_errors() {
 fn data_file(sub: &str) -> Option<PathBuf> {
     let p = match std::env::var("DIFFIM_DATA") {
         Ok(d) => PathBuf::from(d).join(sub),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/real").join(sub),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/real")
+            .join(sub),
     };
     if p.exists() {
         return Some(p);
@@ -202,7 +232,10 @@ fn data_file(sub: &str) -> Option<PathBuf> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("missing real data file {}", p.display());
     }
-    eprintln!("note: {} missing; skipping (run `cargo xtask fetch-data`)", p.display());
+    eprintln!(
+        "note: {} missing; skipping (run `cargo xtask fetch-data`)",
+        p.display()
+    );
     None
 }
 
@@ -230,4 +263,3 @@ fn properimage_real_images() {
         assert!(err <= 0.04, "FWHM {} vs {fwhm_ref}", est.fwhm);
     }
 }
-

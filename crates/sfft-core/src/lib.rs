@@ -96,7 +96,7 @@ mod params;
 mod stamps;
 
 pub use params::{
-    ConvolveChoice, Convolved, FitRegion, FluxModel, SfftError, SfftInputs, SfftParams,
+    auto_kernel_shape, ConvolveChoice, Convolved, FitRegion, FluxModel, SfftError, SfftInputs, SfftParams,
 };
 
 use diffim_core::mask::{dilate, finite_mask};
@@ -184,6 +184,8 @@ pub struct SfftSummary {
     pub n_stamps: usize,
     /// See [`SfftResult::obj_size`].
     pub obj_size: usize,
+    /// Kernel shape `(ky, kx)` used (after [`SfftParams::auto_kernel`]).
+    pub kernel_shape: (usize, usize),
 }
 
 impl SfftResult {
@@ -227,6 +229,10 @@ impl SfftResult {
             fwhm_template: self.fwhm_template,
             n_stamps: self.n_stamps,
             obj_size: self.obj_size,
+            kernel_shape: (
+                self.kernel_coefficients.dim().1,
+                self.kernel_coefficients.dim().2,
+            ),
         }
     }
 }
@@ -395,6 +401,13 @@ pub fn subtract(inputs: &SfftInputs, params: &SfftParams) -> Result<SfftResult, 
             _ => Convolved::Template,
         },
     };
+    let (ky, kx) = match (params.auto_kernel, fwhm_s, fwhm_t) {
+        (true, Some(s), Some(t)) => auto_kernel_shape(s, t),
+        _ => (ky, kx),
+    };
+    if ny < ky + 2 || nx < kx + 2 {
+        return Err(SfftError::ImageTooSmall { ny, nx, ky, kx });
+    }
     let kmin = ky.max(kx) + 4;
     let obj_size = params
         .obj_size
@@ -439,7 +452,7 @@ pub fn subtract(inputs: &SfftInputs, params: &SfftParams) -> Result<SfftResult, 
     let layout = Layout::new(
         ny,
         nx,
-        params.kernel_shape,
+        (ky, kx),
         params.kernel_poly_order,
         params.bg_poly_order,
         constant_flux,

@@ -2,6 +2,7 @@
 
 use diffim_core::stats::{mad_std, median_in_place};
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 
 /// Box size of the coarse median background used to find peaks.
 const BG_BOX: usize = 64;
@@ -10,10 +11,10 @@ const BG_BOX: usize = 64;
 fn box_medians(img: &ArrayView2<f32>, bad: &ArrayView2<bool>) -> (Array2<f32>, usize) {
     let (ny, nx) = img.dim();
     let (by, bx) = (ny.div_ceil(BG_BOX), nx.div_ceil(BG_BOX));
-    let mut out = Array2::<f32>::zeros((by, bx));
-    let mut buf = Vec::new();
-    for j in 0..by {
-        for i in 0..bx {
+    let vals: Vec<f32> = (0..by * bx)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, k| {
+            let (j, i) = (k / bx, k % bx);
             buf.clear();
             for y in j * BG_BOX..((j + 1) * BG_BOX).min(ny) {
                 for x in i * BG_BOX..((i + 1) * BG_BOX).min(nx) {
@@ -22,9 +23,10 @@ fn box_medians(img: &ArrayView2<f32>, bad: &ArrayView2<bool>) -> (Array2<f32>, u
                     }
                 }
             }
-            out[[j, i]] = median_in_place(&mut buf).unwrap_or(0.0) as f32;
-        }
-    }
+            median_in_place(buf).unwrap_or(0.0) as f32
+        })
+        .collect();
+    let out = Array2::from_shape_vec((by, bx), vals).unwrap_or_else(|_| Array2::zeros((by, bx)));
     (out, BG_BOX)
 }
 
@@ -56,41 +58,45 @@ pub fn find_peaks(
 ) -> Vec<(f64, f64, f64)> {
     let (ny, nx) = img.dim();
     let (bg, b) = box_medians(img, bad);
-    let mut out = Vec::new();
-    for y in 2..ny.saturating_sub(2) {
-        for x in 2..nx.saturating_sub(2) {
-            if bad[[y, x]] {
-                continue;
-            }
-            let v = img[[y, x]];
-            let s = sigma[[y, x]] as f64;
-            let snr = (v - bg[[y / b, x / b]]) as f64 / s;
-            if snr.is_nan() || snr <= thresh {
-                continue;
-            }
-            let mut is_max = true;
-            'n: for j in y - 1..=y + 1 {
-                for i in x - 1..=x + 1 {
-                    if (j, i) == (y, x) {
-                        continue;
-                    }
-                    if bad[[j, i]] {
-                        is_max = false;
-                        break 'n;
-                    }
-                    let w = img[[j, i]];
-                    // Strict on one side so that a flat pair yields one peak.
-                    if w > v || (w == v && (j, i) < (y, x)) {
-                        is_max = false;
-                        break 'n;
+    let mut out: Vec<(f64, f64, f64)> = (2..ny.saturating_sub(2))
+        .into_par_iter()
+        .flat_map_iter(|y| {
+            let mut row = Vec::new();
+            for x in 2..nx.saturating_sub(2) {
+                if bad[[y, x]] {
+                    continue;
+                }
+                let v = img[[y, x]];
+                let s = sigma[[y, x]] as f64;
+                let snr = (v - bg[[y / b, x / b]]) as f64 / s;
+                if snr.is_nan() || snr <= thresh {
+                    continue;
+                }
+                let mut is_max = true;
+                'n: for j in y - 1..=y + 1 {
+                    for i in x - 1..=x + 1 {
+                        if (j, i) == (y, x) {
+                            continue;
+                        }
+                        if bad[[j, i]] {
+                            is_max = false;
+                            break 'n;
+                        }
+                        let w = img[[j, i]];
+                        // Strict on one side so that a flat pair yields one peak.
+                        if w > v || (w == v && (j, i) < (y, x)) {
+                            is_max = false;
+                            break 'n;
+                        }
                     }
                 }
+                if is_max {
+                    row.push((x as f64, y as f64, snr));
+                }
             }
-            if is_max {
-                out.push((x as f64, y as f64, snr));
-            }
-        }
-    }
+            row
+        })
+        .collect();
     out.sort_by(|a, b| b.2.total_cmp(&a.2));
     out
 }

@@ -94,7 +94,11 @@ pub fn parse_properties(text: &str, url: &str) -> Result<HipsProperties, FetchEr
     };
     let formats: Vec<String> = all
         .get("hips_tile_format")
-        .map(|s| s.split_whitespace().map(|t| t.to_ascii_lowercase()).collect())
+        .map(|s| {
+            s.split_whitespace()
+                .map(|t| t.to_ascii_lowercase())
+                .collect()
+        })
         .unwrap_or_else(|| vec!["fits".to_string()]);
     if !formats.iter().any(|f| f == "fits") {
         return Err(bad(format!(
@@ -132,7 +136,12 @@ pub fn tile_pixel_scale(order: u8, tile_width: usize) -> f64 {
 
 /// The shallowest order in `order_min..=order_max` whose tile pixels are no coarser than
 /// `pixel_scale_arcsec` (the deepest order when none is fine enough).
-pub fn choose_order(pixel_scale_arcsec: f64, tile_width: usize, order_min: u8, order_max: u8) -> u8 {
+pub fn choose_order(
+    pixel_scale_arcsec: f64,
+    tile_width: usize,
+    order_min: u8,
+    order_max: u8,
+) -> u8 {
     (order_min..=order_max)
         .find(|&k| tile_pixel_scale(k, tile_width) <= pixel_scale_arcsec)
         .unwrap_or(order_max)
@@ -169,9 +178,21 @@ pub fn subhash_of_tile_pixel(x: usize, y: usize, tile_width: usize) -> u64 {
 
 /// ICRS -> Galactic rotation matrix (Hipparcos definition).
 const ICRS_TO_GAL: [[f64; 3]; 3] = [
-    [-0.054_875_560_416_215_4, -0.873_437_090_234_885, -0.483_835_015_548_713_2],
-    [0.494_109_427_875_583_7, -0.444_829_629_960_011_2, 0.746_982_244_497_218_9],
-    [-0.867_666_149_019_004_7, -0.198_076_373_431_201_5, 0.455_983_776_175_066_9],
+    [
+        -0.054_875_560_416_215_4,
+        -0.873_437_090_234_885,
+        -0.483_835_015_548_713_2,
+    ],
+    [
+        0.494_109_427_875_583_7,
+        -0.444_829_629_960_011_2,
+        0.746_982_244_497_219,
+    ],
+    [
+        -0.867_666_149_019_004_7,
+        -0.198_076_373_431_201_5,
+        0.455_983_776_175_066_9,
+    ],
 ];
 
 /// ICRS (ra, dec) in degrees -> galactic (l, b) in degrees.
@@ -335,8 +356,8 @@ pub(crate) fn hips_tiles_with(
                 data_of.insert(n, img.data);
             }
             Err(FetchError::HttpStatus { status: 404, .. }) => {}
-            Err(FetchError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(FetchError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            }
             Err(e) => return Err(e),
         }
     }
@@ -441,7 +462,10 @@ mod tests {
             "x",
         )
         .unwrap();
-        assert_eq!((p.order, p.tile_width, p.frame), (5, 64, HipsFrame::Equatorial));
+        assert_eq!(
+            (p.order, p.tile_width, p.frame),
+            (5, 64, HipsFrame::Equatorial)
+        );
         assert!(parse_properties("hips_order = 5\nhips_tile_width = 100\n", "x").is_err());
         assert!(parse_properties("hips_tile_width = 512\n", "x").is_err());
         assert!(parse_properties("hips_order = 3\nhips_tile_format = jpeg\n", "x").is_err());

@@ -89,11 +89,7 @@ pub fn hips2fits_url(base: &str, hips_id: &str, grid: &Grid) -> Result<String, F
     let wcs = wcs_json(grid);
     reqwest::Url::parse_with_params(
         base,
-        &[
-            ("hips", hips_id),
-            ("format", "fits"),
-            ("wcs", wcs.as_str()),
-        ],
+        &[("hips", hips_id), ("format", "fits"), ("wcs", wcs.as_str())],
     )
     .map(String::from)
     .map_err(|e| FetchError::InvalidParameter {

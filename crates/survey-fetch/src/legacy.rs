@@ -49,7 +49,12 @@ pub fn legacy_cutout_size(diameter_arcsec: f64) -> (usize, f64) {
 ///
 /// # Errors
 /// Transport errors, [`FetchError::Wcs`] when the cutout's WCS cannot be read.
-pub fn legacy(layer: &str, band: char, grid: &Grid, opts: &FetchOptions) -> Result<Template, FetchError> {
+pub fn legacy(
+    layer: &str,
+    band: char,
+    grid: &Grid,
+    opts: &FetchOptions,
+) -> Result<Template, FetchError> {
     let fetcher = Fetcher::new(opts)?;
     legacy_with(&fetcher, layer, band, grid)
 }
@@ -96,9 +101,19 @@ pub(crate) fn legacy_with(
     let mut header = img.header.clone();
     // Cubes (several bands) carry a third axis: the WCS reader only needs the celestial ones.
     header.remove("NAXIS3");
-    let src = Grid::new(wcs_grid::Wcs::from_header(&header)?, img.data.ncols(), img.data.nrows())?;
+    let src = Grid::new(
+        wcs_grid::Wcs::from_header(&header)?,
+        img.data.ncols(),
+        img.data.nrows(),
+    )?;
     let data32 = img.data.mapv(|v| v as f32);
-    let rep = reproject(&data32.view(), Some(&bad.view()), &src, grid, &ReprojectParams::default())?;
+    let rep = reproject(
+        &data32.view(),
+        Some(&bad.view()),
+        &src,
+        grid,
+        &ReprojectParams::default(),
+    )?;
     let data = ndarray::Zip::from(&rep.image)
         .and(&rep.mask)
         .map_collect(|&v, &m| if m { f64::NAN } else { v as f64 });
@@ -108,5 +123,9 @@ pub(crate) fn legacy_with(
     out.set_with_comment("FILTER", band.to_string().as_str(), "Legacy Survey band");
     out.set_with_comment("MAGZERO", 22.5, "nanomaggies");
     out.set_with_comment("LSPIXSC", pixscale, "[arcsec] pixel scale requested");
-    Ok(Template { image, mask, header: out })
+    Ok(Template {
+        image,
+        mask,
+        header: out,
+    })
 }

@@ -95,8 +95,8 @@ pub use hips2fits::{
 pub use legacy::{LEGACY_MAX_SIZE, LEGACY_PIXEL_SCALE, legacy, legacy_cutout_size};
 pub use mask::{CatalogStar, MaskParams, mask_template, read_catalog_csv};
 pub use ps1::{
-    PS1_IGNORED_MASK_BIT, PS1_MAX_CUTOUT, PS1_MAX_IN_FLIGHT, PS1_PIXEL_SCALE, Ps1File, ps1,
-    ps1_linearize, ps1_mask_is_bad, ps1_zero_point, parse_ps1_table,
+    PS1_IGNORED_MASK_BIT, PS1_MAX_CUTOUT, PS1_MAX_IN_FLIGHT, PS1_PIXEL_SCALE, Ps1File,
+    parse_ps1_table, ps1, ps1_linearize, ps1_mask_is_bad, ps1_zero_point,
 };
 pub use spec::{DEFAULT_LEGACY_LAYER, SurveySpec};
 pub use transport::{

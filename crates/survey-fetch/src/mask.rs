@@ -57,7 +57,11 @@ pub fn mask_template(
     if image.dim() != grid.shape() || mask.is_some_and(|m| m.dim() != grid.shape()) {
         return Err(FetchError::InvalidParameter {
             name: "image",
-            reason: format!("shape {:?} differs from the grid's {:?}", image.dim(), grid.shape()),
+            reason: format!(
+                "shape {:?} differs from the grid's {:?}",
+                image.dim(),
+                grid.shape()
+            ),
         });
     }
     let mut out = diffim_core::mask::finite_mask(image, mask);
@@ -92,10 +96,17 @@ pub fn mask_template(
 /// unparsable numbers.
 pub fn read_catalog_csv(path: &Path) -> Result<Vec<CatalogStar>, FetchError> {
     let url = path.display().to_string();
-    let bad = |reason: String| FetchError::Malformed { url: url.clone(), reason };
+    let bad = |reason: String| FetchError::Malformed {
+        url: url.clone(),
+        reason,
+    };
     let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
     let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
     let (Some(ri), Some(di)) = (col("ra"), col("dec")) else {
         return Err(bad("needs `ra` and `dec` columns".into()));
     };
@@ -105,16 +116,23 @@ pub fn read_catalog_csv(path: &Path) -> Result<Vec<CatalogStar>, FetchError> {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
         let num = |i: usize| -> Result<f64, FetchError> {
             let t = rec.get(i).unwrap_or("").trim();
-            t.parse::<f64>().map_err(|_| bad(format!("bad number {t:?}")))
+            t.parse::<f64>()
+                .map_err(|_| bad(format!("bad number {t:?}")))
         };
         let mag = match mi.map(|i| rec.get(i).unwrap_or("").trim()) {
             None | Some("") => None,
             Some(t) => {
-                let v = t.parse::<f64>().map_err(|_| bad(format!("bad magnitude {t:?}")))?;
+                let v = t
+                    .parse::<f64>()
+                    .map_err(|_| bad(format!("bad magnitude {t:?}")))?;
                 v.is_finite().then_some(v)
             }
         };
-        out.push(CatalogStar { ra: num(ri)?, dec: num(di)?, mag });
+        out.push(CatalogStar {
+            ra: num(ri)?,
+            dec: num(di)?,
+            mag,
+        });
     }
     Ok(out)
 }
@@ -130,17 +148,36 @@ mod tests {
         img[[3, 4]] = f32::NAN;
         let at = |x: f64, y: f64| grid.wcs().pixel_to_world(x, y).unwrap();
         let cat = [
-            CatalogStar { ra: at(20.0, 20.0).0, dec: at(20.0, 20.0).1, mag: Some(10.0) },
-            CatalogStar { ra: at(40.0, 40.0).0, dec: at(40.0, 40.0).1, mag: Some(18.0) },
-            CatalogStar { ra: at(50.0, 10.0).0, dec: at(50.0, 10.0).1, mag: None },
+            CatalogStar {
+                ra: at(20.0, 20.0).0,
+                dec: at(20.0, 20.0).1,
+                mag: Some(10.0),
+            },
+            CatalogStar {
+                ra: at(40.0, 40.0).0,
+                dec: at(40.0, 40.0).1,
+                mag: Some(18.0),
+            },
+            CatalogStar {
+                ra: at(50.0, 10.0).0,
+                dec: at(50.0, 10.0).1,
+                mag: None,
+            },
         ];
-        let p = MaskParams { saturation_mag: Some(12.0), mask_missing_mag: true, dilate: 2 };
+        let p = MaskParams {
+            saturation_mag: Some(12.0),
+            mask_missing_mag: true,
+            dilate: 2,
+        };
         let m = mask_template(&img.view(), None, &grid, &cat, &p).unwrap();
         assert!(m[[3, 4]]);
         assert!(m[[20, 20]] && m[[22, 18]] && !m[[23, 20]]);
         assert!(!m[[40, 40]]);
         assert!(m[[10, 50]]);
-        let p2 = MaskParams { mask_missing_mag: false, ..p };
+        let p2 = MaskParams {
+            mask_missing_mag: false,
+            ..p
+        };
         let m2 = mask_template(&img.view(), None, &grid, &cat, &p2).unwrap();
         assert!(!m2[[10, 50]]);
         assert_eq!(m.iter().filter(|&&b| b).count(), 1 + 25 + 25);

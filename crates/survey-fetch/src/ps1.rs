@@ -126,7 +126,8 @@ pub(crate) fn sample_points(grid: &Grid) -> Result<Vec<(f64, f64)>, FetchError> 
 pub(crate) fn separation(a: (f64, f64), b: (f64, f64)) -> f64 {
     let (ra1, d1) = (a.0.to_radians(), a.1.to_radians());
     let (ra2, d2) = (b.0.to_radians(), b.1.to_radians());
-    let h = ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((ra2 - ra1) / 2.0).sin().powi(2);
+    let h =
+        ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((ra2 - ra1) / 2.0).sin().powi(2);
     (2.0 * h.sqrt().min(1.0).asin()).to_degrees()
 }
 
@@ -158,10 +159,12 @@ pub(crate) fn prepare_stack(img: &mut Image<f64>) -> Option<f64> {
     if let (Ok(Some(boff)), Ok(Some(bsoft))) = (h.get_f64_opt("BOFFSET"), h.get_f64_opt("BSOFTEN"))
     {
         img.data.mapv_inplace(|c| ps1_linearize(c, boff, bsoft));
-        img.header.add_history("asinh compression undone with BOFFSET/BSOFTEN");
+        img.header
+            .add_history("asinh compression undone with BOFFSET/BSOFTEN");
     }
     if !img.header.contains("RADESYS") {
-        img.header.set_with_comment("RADESYS", "FK5", "added: missing in PS1 stacks");
+        img.header
+            .set_with_comment("RADESYS", "FK5", "added: missing in PS1 stacks");
     }
     img.header
         .get_f64_opt("EXPTIME")
@@ -211,8 +214,8 @@ pub(crate) fn ps1_with(fetcher: &Fetcher, band: char, grid: &Grid) -> Result<Tem
         });
     }
     let (ra, dec) = grid.center()?;
-    let size = ((grid_diameter(grid)? * 3600.0 / PS1_PIXEL_SCALE).ceil() as usize + 8)
-        .min(PS1_MAX_CUTOUT);
+    let size =
+        ((grid_diameter(grid)? * 3600.0 / PS1_PIXEL_SCALE).ceil() as usize + 8).min(PS1_MAX_CUTOUT);
     let cut = |filename: &str| {
         build_url(
             base,
@@ -278,7 +281,11 @@ pub(crate) fn ps1_with(fetcher: &Fetcher, band: char, grid: &Grid) -> Result<Tem
                 });
             }
             ndarray::Zip::from(&mut bad).and(&m.data).for_each(|b, &v| {
-                let bits = if v.is_finite() { (v as i64 & 0xFFFF) as u32 } else { 0xFFFF };
+                let bits = if v.is_finite() {
+                    (v as i64 & 0xFFFF) as u32
+                } else {
+                    0xFFFF
+                };
                 *b |= ps1_mask_is_bad(bits);
             });
         }

@@ -231,8 +231,9 @@ pub fn parse_fits_bytes(
     for i in 0..n {
         match fits_io::read_image_plane::<f64>(path, &Hdu::Index(i), 0) {
             Ok(img) => out.push(img),
-            Err(fits_io::FitsError::WrongDimensions { .. } | fits_io::FitsError::NotAnImage { .. })
-                if i == 0 || !out.is_empty() => {}
+            Err(
+                fits_io::FitsError::WrongDimensions { .. } | fits_io::FitsError::NotAnImage { .. },
+            ) if i == 0 || !out.is_empty() => {}
             Err(e) => return Err(not_fits(e.to_string())),
         }
     }
@@ -256,6 +257,9 @@ fn validate_text(bytes: &[u8], url: &str, content_type: &str) -> Result<String, 
         reason: "not UTF-8 text".into(),
     })
 }
+
+/// Checks (and parses) a body: bytes and Content-Type in, value or typed error out.
+type Validator<'a, T> = dyn Fn(&[u8], &str) -> Result<T, FetchError> + Sync + 'a;
 
 struct Inner {
     client: reqwest::Client,
@@ -398,7 +402,7 @@ impl Inner {
         url: &str,
         ext: &str,
         sem: &Semaphore,
-        validate: &(dyn Fn(&[u8], &str) -> Result<T, FetchError> + Sync),
+        validate: &Validator<'_, T>,
     ) -> Result<(T, u64), FetchError> {
         if let Some(path) = local_path(url) {
             let bytes = tokio::fs::read(&path).await.map_err(|e| FetchError::Io {
@@ -532,9 +536,7 @@ impl Fetcher {
         let sem = Semaphore::new(1);
         let inner = &self.inner;
         self.rt
-            .block_on(inner.fetch(url, "fits", &sem, &|b, ct| {
-                parse_fits_bytes(b, url, ct)
-            }))
+            .block_on(inner.fetch(url, "fits", &sem, &|b, ct| parse_fits_bytes(b, url, ct)))
             .map(|(v, _)| v)
     }
 

@@ -34,12 +34,18 @@ fn sim() -> &'static SimPair {
         let mut c = SimConfig::default().with_size(N, N).with_seed(5);
         c.n_stars = 40;
         c.n_transients = 0;
+        c.noise = false;
         simulate(&c).unwrap()
     })
 }
 
 fn sim_grid() -> Grid {
-    Grid::from_header(&sim().template_header).unwrap()
+    Grid::new(
+        wcs_grid::Wcs::from_header(&sim().template_header).unwrap(),
+        N,
+        N,
+    )
+    .unwrap()
 }
 
 fn fits_bytes(data: &Array2<f32>, header: &Header) -> Vec<u8> {
@@ -75,7 +81,10 @@ fn ps1_cells() -> &'static Ps1Cells {
         let s = sim();
         let mut images = Vec::new();
         let mut masks = Vec::new();
-        for (k, (x0, x1, gain)) in [(0usize, 80usize, 1.0f64), (50, 128, 2.0)].into_iter().enumerate() {
+        for (k, (x0, x1, gain)) in [(0usize, 80usize, 1.0f64), (50, 128, 2.0)]
+            .into_iter()
+            .enumerate()
+        {
             let cut = s.template.slice(ndarray::s![.., x0..x1]).to_owned();
             let mut h = s.template_header.clone();
             h.remove("RADESYS");
@@ -86,13 +95,15 @@ fn ps1_cells() -> &'static Ps1Cells {
             h.set("BSOFTEN", bsoft);
             h.set("EXPTIME", 1000.0 * gain);
             let comp = cut.mapv(|v| ps1_compress(v as f64 * gain, boff, bsoft) as f32);
-            let name = format!("/rings.v3.skycell/1/00{k}/rings.v3.skycell.1.00{k}.stk.r.unconv.fits");
+            let name =
+                format!("/rings.v3.skycell/1/00{k}/rings.v3.skycell.1.00{k}.stk.r.unconv.fits");
             images.push((name.clone(), fits_bytes(&comp, &h)));
             // Mask: bit 0x8000 everywhere in the first cell (ignored) and bit 0x20 on a block.
             let mut m = Array2::<f32>::zeros(cut.dim());
             if k == 0 {
                 m.fill(32768.0);
-                m.slice_mut(ndarray::s![10..20, 10..20]).fill(32768.0 + 32.0);
+                m.slice_mut(ndarray::s![10..20, 10..20])
+                    .fill(32768.0 + 32.0);
             }
             let mname = name.replace(".fits", ".mask.fits");
             masks.push((mname, fits_bytes(&m, &h)));
@@ -132,19 +143,33 @@ fn resp(status: StatusCode, ctype: &str, body: Vec<u8>) -> Response {
 
 fn query(uri: &Uri) -> HashMap<String, String> {
     let u = reqwest::Url::parse(&format!("http://x{uri}")).unwrap();
-    u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    u.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// A fault selected by a marker in the request: the HiPS id, the file name, etc.
 async fn fault(emu: &Emu, key: &str, body: Vec<u8>, ctype: &str) -> Response {
     if key.contains("fault-500once") && emu.seen(key) == 0 {
-        return resp(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"boom".to_vec());
+        return resp(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            b"boom".to_vec(),
+        );
     }
     if key.contains("fault-500always") {
-        return resp(StatusCode::BAD_GATEWAY, "text/plain", b"bad gateway".to_vec());
+        return resp(
+            StatusCode::BAD_GATEWAY,
+            "text/plain",
+            b"bad gateway".to_vec(),
+        );
     }
     if key.contains("fault-404") {
-        return resp(StatusCode::NOT_FOUND, "text/plain", b"no such thing".to_vec());
+        return resp(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            b"no such thing".to_vec(),
+        );
     }
     if key.contains("fault-json") {
         let j = br#"{"title": "Unknown HiPS", "description": "fault-json is not a HiPS"}"#;
@@ -157,15 +182,6 @@ async fn fault(emu: &Emu, key: &str, body: Vec<u8>, ctype: &str) -> Response {
     if key.contains("fault-slow") {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    if key.contains("fault-trunc") {
-        let half = body.len() / 2;
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, ctype)
-            .header(header::CONTENT_LENGTH, body.len())
-            .body(Body::from(body[..half].to_vec()))
-            .unwrap();
-    }
     resp(StatusCode::OK, ctype, body)
 }
 
@@ -177,7 +193,10 @@ async fn handler(State(emu): State<Arc<Emu>>, uri: Uri) -> Response {
     if path == "/hips2fits" {
         let id = q.get("hips").cloned().unwrap_or_default();
         let wcs: serde_json::Value = serde_json::from_str(q.get("wcs").unwrap()).unwrap();
-        let (nx, ny) = (wcs["NAXIS1"].as_u64().unwrap() as usize, wcs["NAXIS2"].as_u64().unwrap() as usize);
+        let (nx, ny) = (
+            wcs["NAXIS1"].as_u64().unwrap() as usize,
+            wcs["NAXIS2"].as_u64().unwrap() as usize,
+        );
         // The "sky" is the sim template, served on the sim grid or on its 2x upscaled grid.
         let mut data = if nx == N {
             s.template.clone()
@@ -199,7 +218,8 @@ async fn handler(State(emu): State<Arc<Emu>>, uri: Uri) -> Response {
     }
     if path == "/ps1/ps1filenames.py" {
         let filters = q.get("filters").cloned().unwrap_or_default();
-        let mut t = String::from("projcell subcell ra dec filter mjd type filename shortname badflag\n");
+        let mut t =
+            String::from("projcell subcell ra dec filter mjd type filename shortname badflag\n");
         if filters == "r" {
             let c = ps1_cells();
             for ((n, _), (m, _)) in c.images.iter().zip(&c.masks) {
@@ -221,8 +241,16 @@ async fn handler(State(emu): State<Arc<Emu>>, uri: Uri) -> Response {
         let mut invvar = Array2::from_elem((N, N), 0.5f32);
         invvar.slice_mut(ndarray::s![100..110, 30..40]).fill(0.0);
         let planes = [
-            Plane { name: "IMAGE".into(), data: PlaneData::F32(s.template.clone()), header: s.template_header.clone() },
-            Plane { name: "INVVAR".into(), data: PlaneData::F32(invvar), header: s.template_header.clone() },
+            Plane {
+                name: "IMAGE".into(),
+                data: PlaneData::F32(s.template.clone()),
+                header: s.template_header.clone(),
+            },
+            Plane {
+                name: "INVVAR".into(),
+                data: PlaneData::F32(invvar),
+                header: s.template_header.clone(),
+            },
         ];
         let layer = q.get("layer").cloned().unwrap_or_default();
         return fault(&emu, &layer, mef_bytes(&planes), "image/fits").await;
@@ -231,10 +259,18 @@ async fn handler(State(emu): State<Arc<Emu>>, uri: Uri) -> Response {
         let dir = emu.hips_dir.lock().unwrap().clone().unwrap();
         return match std::fs::read(dir.join(rest)) {
             Ok(b) => resp(StatusCode::OK, "application/octet-stream", b),
-            Err(_) => resp(StatusCode::NOT_FOUND, "text/html", b"<html>404</html>".to_vec()),
+            Err(_) => resp(
+                StatusCode::NOT_FOUND,
+                "text/html",
+                b"<html>404</html>".to_vec(),
+            ),
         };
     }
-    resp(StatusCode::NOT_FOUND, "text/plain", b"unknown endpoint".to_vec())
+    resp(
+        StatusCode::NOT_FOUND,
+        "text/plain",
+        b"unknown endpoint".to_vec(),
+    )
 }
 
 /// Starts the emulator on a background thread; returns its base URL and state.
@@ -269,6 +305,27 @@ fn opts(base: &str, cache: Option<&Path>) -> FetchOptions {
         backoff: Duration::from_millis(10),
         ..Default::default()
     }
+}
+
+/// Bitwise equality (NaN == NaN).
+fn same(a: &Array2<f32>, b: &Array2<f32>) -> bool {
+    a.dim() == b.dim() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// A raw TCP server answering every connection with `response` and closing: for bodies
+/// shorter than their Content-Length, which hyper's server refuses to produce.
+fn start_raw(response: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(&response);
+        }
+    });
+    format!("http://{addr}")
 }
 
 fn cache_files(dir: &Path) -> Vec<PathBuf> {
@@ -324,7 +381,10 @@ fn hips2fits_linearises_keeps_request_wcs_and_caches() {
     // Cached: a second fetch does not reach the server, and works offline.
     let hits = emu.hits.load(Ordering::SeqCst);
     assert_eq!(cache_files(cache.path()).len(), 1);
-    let off = FetchOptions { offline: true, ..o.clone() };
+    let off = FetchOptions {
+        offline: true,
+        ..o.clone()
+    };
     let t2 = hips2fits("PanSTARRS/DR1/r", &grid, &Hips2FitsParams::default(), &off).unwrap();
     assert_eq!(t2.image, t.image);
     assert_eq!(emu.hits.load(Ordering::SeqCst), hits);
@@ -336,23 +396,48 @@ fn hips2fits_linearises_keeps_request_wcs_and_caches() {
     let raw = hips2fits(
         "PanSTARRS/DR1/r",
         &grid,
-        &Hips2FitsParams { asinh: Some(false), ..Default::default() },
-        &FetchOptions { cache_dir: None, ..o.clone() },
+        &Hips2FitsParams {
+            asinh: Some(false),
+            ..Default::default()
+        },
+        &FetchOptions {
+            cache_dir: None,
+            ..o.clone()
+        },
     )
     .unwrap();
     assert!(rel_err(&raw.image, &raw.mask, &sim().template, 0) > 0.5);
 
     // Upscale 2 then rebin: the emulator serves 2x2 copies, so the result is exact.
-    let up = hips2fits("CDS/P/DSS2/red", &grid, &Hips2FitsParams { upscale: 2, ..Default::default() }, &o)
-        .unwrap();
+    let up = hips2fits(
+        "CDS/P/DSS2/red",
+        &grid,
+        &Hips2FitsParams {
+            upscale: 2,
+            ..Default::default()
+        },
+        &o,
+    )
+    .unwrap();
     assert!(rel_err(&up.image, &up.mask, &sim().template, 0) < 1e-6);
 
     // Normalised: median 100, robust RMS 10.
-    let nrm = hips2fits("CDS/P/DSS2/red", &grid, &Hips2FitsParams { normalize: true, ..Default::default() }, &o)
-        .unwrap();
+    let nrm = hips2fits(
+        "CDS/P/DSS2/red",
+        &grid,
+        &Hips2FitsParams {
+            normalize: true,
+            ..Default::default()
+        },
+        &o,
+    )
+    .unwrap();
     let med = diffim_core::stats::median(nrm.image.iter().map(|&v| v as f64)).unwrap();
     let sd = diffim_core::stats::mad_std(nrm.image.iter().map(|&v| v as f64)).unwrap();
-    assert!((med - 100.0).abs() < 1e-3 && (sd - 10.0).abs() < 1e-3, "{med} {sd}");
+    assert!(
+        (med - 100.0).abs() < 1e-3 && (sd - 10.0).abs() < 1e-3,
+        "{med} {sd}"
+    );
 }
 
 #[test]
@@ -372,16 +457,27 @@ fn faults_give_typed_errors_or_retry_and_never_poison_the_cache() {
 
     // 5xx every time: retried (1 + retries attempts), then the status.
     let e = hips2fits("X/fault-500always", &grid, &p, &o).unwrap_err();
-    assert!(matches!(e, FetchError::HttpStatus { status: 502, .. }), "{e}");
+    assert!(
+        matches!(e, FetchError::HttpStatus { status: 502, .. }),
+        "{e}"
+    );
     // 404: not retried.
     let before = emu.hits.load(Ordering::SeqCst);
     let e = hips2fits("X/fault-404", &grid, &p, &o).unwrap_err();
-    assert!(matches!(e, FetchError::HttpStatus { status: 404, ref excerpt, .. } if excerpt.contains("no such")), "{e}");
+    assert!(
+        matches!(e, FetchError::HttpStatus { status: 404, ref excerpt, .. } if excerpt.contains("no such")),
+        "{e}"
+    );
     assert_eq!(emu.hits.load(Ordering::SeqCst), before + 1);
     // JSON error body.
     let e = hips2fits("X/fault-json", &grid, &p, &o).unwrap_err();
     match e {
-        FetchError::Service { status, title, description, .. } => {
+        FetchError::Service {
+            status,
+            title,
+            description,
+            ..
+        } => {
             assert_eq!(status, 400);
             assert_eq!(title, "Unknown HiPS");
             assert!(description.contains("not a HiPS"));
@@ -390,20 +486,52 @@ fn faults_give_typed_errors_or_retry_and_never_poison_the_cache() {
     }
     // HTML page with 200: not FITS, not retried.
     let e = hips2fits("X/fault-html", &grid, &p, &o).unwrap_err();
-    assert!(matches!(e, FetchError::NotFits { ref reason, .. } if reason.contains("HTML")), "{e}");
-    // Truncated body: retried, then Truncated.
-    let e = hips2fits("X/fault-trunc", &grid, &p, &o).unwrap_err();
-    assert!(matches!(e, FetchError::Truncated { received, expected: Some(n), .. } if received < n), "{e}");
-    assert_eq!(emu.counts.lock().unwrap()["X/fault-trunc"], 3);
+    assert!(
+        matches!(e, FetchError::NotFits { ref reason, .. } if reason.contains("HTML")),
+        "{e}"
+    );
+    // Truncated body (Content-Length larger than the body): retried, then Truncated.
+    let body = fits_bytes(&sim().template, &sim().template_header);
+    let mut raw = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: image/fits\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body[..body.len() / 2]);
+    let trunc = start_raw(raw);
+    let ot = FetchOptions {
+        endpoints: Endpoints::all_at(&trunc),
+        ..o.clone()
+    };
+    let e = hips2fits("CDS/P/DSS2/red", &grid, &p, &ot).unwrap_err();
+    assert!(
+        matches!(e, FetchError::Truncated { received, expected: Some(n), .. } if received < n),
+        "{e}"
+    );
     // Slow past the timeout.
-    let e = hips2fits("X/fault-slow", &grid, &p, &FetchOptions { retries: 0, ..o.clone() }).unwrap_err();
+    let e = hips2fits(
+        "X/fault-slow",
+        &grid,
+        &p,
+        &FetchOptions {
+            retries: 0,
+            ..o.clone()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(e, FetchError::Timeout { .. }), "{e}");
     // Connection refused.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let e = hips2fits("CDS/P/DSS2/red", &grid, &p, &opts(&format!("http://{dead}"), None)).unwrap_err();
+    let e = hips2fits(
+        "CDS/P/DSS2/red",
+        &grid,
+        &p,
+        &opts(&format!("http://{dead}"), None),
+    )
+    .unwrap_err();
     assert!(matches!(e, FetchError::Network { .. }), "{e}");
 
     // The cache holds only the one good file, and it parses.
@@ -430,17 +558,29 @@ fn ps1_mosaic_linearised_scaled_and_masked() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let ev = Arc::clone(&events);
     let o = FetchOptions {
-        progress: Some(Arc::new(move |e: &survey_fetch::ProgressEvent| ev.lock().unwrap().push((e.done, e.total)))),
+        progress: Some(Arc::new(move |e: &survey_fetch::ProgressEvent| {
+            ev.lock().unwrap().push((e.done, e.total))
+        })),
         ..opts(&base, None)
     };
     let s = sim();
-    let t = fetch_template(&"ps1:r".parse::<SurveySpec>().unwrap(), &s.template_header, (N, N), &o).unwrap();
+    let t = fetch_template(
+        &"ps1:r".parse::<SurveySpec>().unwrap(),
+        &s.template_header,
+        (N, N),
+        &o,
+    )
+    .unwrap();
     assert_eq!(t.image.dim(), (N, N));
     // Bit 0x20 block masked; 0x8000 elsewhere ignored.
     assert!(t.mask[[15, 15]]);
     assert!(!t.mask[[60, 20]] && !t.mask[[60, 100]] && !t.mask[[60, 65]]);
     // Linearised, both cells brought to the first one's zero point: equal to the truth.
-    assert!(rel_err(&t.image, &t.mask, &s.template, 4) < 1e-3, "{}", rel_err(&t.image, &t.mask, &s.template, 4));
+    assert!(
+        rel_err(&t.image, &t.mask, &s.template, 4) < 1e-3,
+        "{}",
+        rel_err(&t.image, &t.mask, &s.template, 4)
+    );
     assert!((t.header.get_f64("MAGZERO").unwrap() - 32.5).abs() < 1e-9);
     assert_eq!(t.header.get_i64("NSKYCELL").unwrap(), 2);
     let ev = events.lock().unwrap();
@@ -448,7 +588,13 @@ fn ps1_mosaic_linearised_scaled_and_masked() {
     assert!(ev.iter().any(|&(d, n)| d == 4 && n == 4));
 
     // No files for the y band.
-    let e = fetch_template(&"ps1:y".parse::<SurveySpec>().unwrap(), &s.template_header, (N, N), &o).unwrap_err();
+    let e = fetch_template(
+        &"ps1:y".parse::<SurveySpec>().unwrap(),
+        &s.template_header,
+        (N, N),
+        &o,
+    )
+    .unwrap_err();
     assert!(matches!(e, FetchError::EmptyResult { .. }), "{e}");
 }
 
@@ -457,15 +603,26 @@ fn legacy_cutout_with_invvar_mask() {
     let (base, _emu) = start();
     let o = opts(&base, None);
     let s = sim();
-    let t = fetch_template(&"ls:r".parse::<SurveySpec>().unwrap(), &s.template_header, (N, N), &o).unwrap();
+    let t = fetch_template(
+        &"ls:r".parse::<SurveySpec>().unwrap(),
+        &s.template_header,
+        (N, N),
+        &o,
+    )
+    .unwrap();
     assert!(rel_err(&t.image, &t.mask, &s.template, 4) < 1e-4);
     assert!(t.mask[[105, 35]]);
     assert!(!t.mask[[60, 60]]);
     assert_eq!(t.header.get_f64("MAGZERO").unwrap(), 22.5);
     // 500 once on this layer, then success.
-    let t2 = fetch_template(&"ls:fault-500once:r".parse::<SurveySpec>().unwrap(), &s.template_header, (N, N), &o)
-        .unwrap();
-    assert_eq!(t2.image, t.image);
+    let t2 = fetch_template(
+        &"ls:fault-500once:r".parse::<SurveySpec>().unwrap(),
+        &s.template_header,
+        (N, N),
+        &o,
+    )
+    .unwrap();
+    assert!(same(&t2.image, &t.image));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -493,7 +650,10 @@ fn bilinear(img: &Array2<f32>, x: f64, y: f64) -> f32 {
     if !(x >= 0.0 && y >= 0.0 && x <= (nx - 1) as f64 && y <= (ny - 1) as f64) {
         return f32::NAN;
     }
-    let (x0, y0) = ((x.floor() as usize).min(nx - 2), (y.floor() as usize).min(ny - 2));
+    let (x0, y0) = (
+        (x.floor() as usize).min(nx - 2),
+        (y.floor() as usize).min(ny - 2),
+    );
     let (fx, fy) = (x - x0 as f64, y - y0 as f64);
     let v = img[[y0, x0]] as f64 * (1.0 - fx) * (1.0 - fy)
         + img[[y0, x0 + 1]] as f64 * fx * (1.0 - fy)
@@ -517,7 +677,11 @@ fn build_hips(dir: &Path) -> Vec<PathBuf> {
     for y in (-8..N as i64 + 8).step_by(2) {
         for x in (-8..N as i64 + 8).step_by(2) {
             let (ra, dec) = grid.wcs().pixel_to_world(x as f64, y as f64).unwrap();
-            tiles.insert(cdshealpix::nested::hash(k, ra.to_radians(), dec.to_radians()));
+            tiles.insert(cdshealpix::nested::hash(
+                k,
+                ra.to_radians(),
+                dec.to_radians(),
+            ));
         }
     }
     let layout = hips_layout(w);
@@ -527,7 +691,10 @@ fn build_hips(dir: &Path) -> Vec<PathBuf> {
         let data = Array2::from_shape_fn((wd, wd), |(y, x)| {
             let h = n * (wd * wd) as u64 + layout[[y, x]];
             let (lon, lat) = cdshealpix::nested::center(depth, h);
-            let (px, py) = grid.wcs().world_to_pixel(lon.to_degrees(), lat.to_degrees()).unwrap();
+            let (px, py) = grid
+                .wcs()
+                .world_to_pixel(lon.to_degrees(), lat.to_degrees())
+                .unwrap();
             bilinear(&s.template, px, py)
         });
         let p = dir.join(survey_fetch::tile_path(k, n));
@@ -549,7 +716,10 @@ fn correlation(a: &Array2<f32>, b: &Array2<f32>, margin: usize) -> f64 {
         }
     }
     let n = v.len() as f64;
-    let (ma, mb) = (v.iter().map(|p| p.0).sum::<f64>() / n, v.iter().map(|p| p.1).sum::<f64>() / n);
+    let (ma, mb) = (
+        v.iter().map(|p| p.0).sum::<f64>() / n,
+        v.iter().map(|p| p.1).sum::<f64>() / n,
+    );
     let cov: f64 = v.iter().map(|p| (p.0 - ma) * (p.1 - mb)).sum();
     let va: f64 = v.iter().map(|p| (p.0 - ma).powi(2)).sum();
     let vb: f64 = v.iter().map(|p| (p.1 - mb).powi(2)).sum();
@@ -568,11 +738,23 @@ fn raw_hips_tiles_from_a_local_mirror_and_over_http() {
 
     // Local folder (plain path) and file:// URL.
     let o = opts("http://127.0.0.1:9", None);
-    let t = hips_tiles(hips.to_str().unwrap(), &grid, &HipsTilesParams::default(), &o).unwrap();
+    let t = hips_tiles(
+        hips.to_str().unwrap(),
+        &grid,
+        &HipsTilesParams::default(),
+        &o,
+    )
+    .unwrap();
     assert_eq!(t.header.get_i64("HIPSORD").unwrap(), 12);
-    assert!(!t.mask.iter().any(|&m| m));
+    // Only the outermost pixels may be masked (tiles sampled outside the sim image are NaN).
+    for ((y, x), &m) in t.mask.indexed_iter() {
+        assert!(
+            !m || x < 2 || y < 2 || x >= N - 2 || y >= N - 2,
+            "masked at {x},{y}"
+        );
+    }
     let r = correlation(&t.image, &s.template, 4);
-    assert!(r > 0.97, "correlation {r}");
+    assert!(r > 0.99, "correlation {r}");
     // A transposed or flipped layout would put stars elsewhere: the brightest pixel matches.
     let argmax = |a: &Array2<f32>| {
         let mut best = (0, 0, f32::MIN);
@@ -584,10 +766,13 @@ fn raw_hips_tiles_from_a_local_mirror_and_over_http() {
         (best.0 as i64, best.1 as i64)
     };
     let (a, b) = (argmax(&t.image), argmax(&s.template));
-    assert!((a.0 - b.0).abs() <= 1 && (a.1 - b.1).abs() <= 1, "{a:?} vs {b:?}");
+    assert!(
+        (a.0 - b.0).abs() <= 1 && (a.1 - b.1).abs() <= 1,
+        "{a:?} vs {b:?}"
+    );
     let url = format!("file://{}", hips.display());
     let t2 = hips_tiles(&url, &grid, &HipsTilesParams::default(), &o).unwrap();
-    assert_eq!(t2.image, t.image);
+    assert!(same(&t2.image, &t.image));
 
     // Over HTTP through the emulator, with a cache; then via the SurveySpec string.
     let (base, emu) = start();
@@ -596,12 +781,23 @@ fn raw_hips_tiles_from_a_local_mirror_and_over_http() {
     let o = opts(&base, Some(cache.path()));
     let spec: SurveySpec = format!("hips-tiles:{base}/hips").parse().unwrap();
     let t3 = fetch_template(&spec, &s.template_header, (N, N), &o).unwrap();
-    assert_eq!(t3.image, t.image);
+    assert!(same(&t3.image, &t.image));
 
     // A missing tile is masked, not an error.
     std::fs::remove_file(&tiles[0]).unwrap();
-    let t4 = hips_tiles(hips.to_str().unwrap(), &grid, &HipsTilesParams::default(), &o).unwrap();
+    let t4 = hips_tiles(
+        hips.to_str().unwrap(),
+        &grid,
+        &HipsTilesParams::default(),
+        &o,
+    )
+    .unwrap();
     let nbad = t4.mask.iter().filter(|&&m| m).count();
     assert!(nbad > 0 && nbad < N * N, "{nbad}");
-    assert!(t4.image.iter().zip(&t4.mask).all(|(v, &m)| m == !v.is_finite()));
+    assert!(
+        t4.image
+            .iter()
+            .zip(&t4.mask)
+            .all(|(v, &m)| m == !v.is_finite())
+    );
 }

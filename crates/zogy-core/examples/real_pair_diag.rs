@@ -34,9 +34,13 @@ fn main() {
     let (ny, nx) = clean.dim();
     let sat = 65_000.0;
     let dil = env("ZD_DIL", 0.0) as usize;
+    let flat = env("ZD_FLAT", 1.0) > 0.5;
     let smask = |a: &Array2<f32>| {
-        let m = a.mapv(|v| !v.is_finite() || v as f64 >= sat);
-        diffim_core::mask::dilate(&m.view(), dil)
+        let mut m = zogy_core::masks::saturation_mask(&a.view(), None, dil);
+        if flat {
+            m.zip_mut_with(&zogy_core::masks::flat_run_mask(&a.view(), 8, 2), |p, q| *p |= q);
+        }
+        m
     };
     let (rm, nm) = (smask(&reference), smask(&clean));
     let gs = env("ZD_GAIN", 1.0);
@@ -108,8 +112,31 @@ fn main() {
         &np,
     )
     .unwrap();
-    let n = &new - &se.background.background;
-    let r = &reference - &te.background.background;
+    let mut n = &new - &se.background.background;
+    let mut r = &reference - &te.background.background;
+    let crs = env("ZD_CR", 0.0);
+    let (mut nm, mut rm) = (nm.clone(), rm.clone());
+    if crs > 0.0 {
+        let (xc, yc) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
+        let ratio = env("ZD_CRR", 1.5);
+        let a = zogy_core::masks::sharp_pixel_mask(&n.view(), &sn.view(), &se.model.psf_at(xc, yc), crs, ratio, 1);
+        let b = zogy_core::masks::sharp_pixel_mask(&r.view(), &tn.view(), &te.model.psf_at(xc, yc), crs, ratio, 1);
+        eprintln!("sharp pixels: new {} ref {}", a.iter().filter(|&&v| v).count(), b.iter().filter(|&&v| v).count());
+        if std::env::var("ZD_DEBUG").is_ok() {
+            let a0 = zogy_core::masks::sharp_pixel_mask(&n.view(), &sn.view(), &se.model.psf_at(xc, yc), crs, ratio, 0);
+            for ((y, x), _) in a0.indexed_iter().filter(|(_, v)| **v).take(12) {
+                eprintln!("  sharp ({x},{y}) v {:.0} nb {:?} noise {:.1}", n[[y, x]], (n[[y-1,x]], n[[y+1,x]], n[[y,x-1]], n[[y,x+1]]), sn[[y, x]]);
+            }
+            eprintln!("  n centres {}", a0.iter().filter(|v| **v).count());
+        }
+        if env("ZD_CRMASK", 0.0) > 0.5 {
+            nm.zip_mut_with(&a, |p, q| *p |= q);
+            rm.zip_mut_with(&b, |p, q| *p |= q);
+        } else {
+            zogy_core::masks::inpaint(&mut n, &a.view());
+            zogy_core::masks::inpaint(&mut r, &b.view());
+        }
+    }
     let ok = |o: &&source_extract::Object| o.flags == 0 && o.snr >= 20.0;
     let tsel: Vec<_> = te.objects.iter().filter(ok).collect();
     let stars: Vec<(f64, f64)> = se
@@ -129,6 +156,8 @@ fn main() {
     let ast = env("ZD_AST", 0.0);
     let params = ZogyParams {
         sigma_astrometric: (ast, ast),
+        psf_error: env("ZD_PSFERR", 0.0),
+        estimate_astrometric: env("ZD_AUTO", 1.0) > 0.5,
         ..Default::default()
     };
     let inputs = ZogyInputs {
@@ -142,7 +171,7 @@ fn main() {
         ..ZogyInputs::new(n.view(), r.view(), pnd, prd)
     };
     let res = zogy(&inputs, &params).unwrap();
-    eprintln!("time {:.3} s", t0.elapsed().as_secs_f64());
+    eprintln!("time {:.3} s sig_ast {:?}", t0.elapsed().as_secs_f64(), res.diagnostics.sigma_astrometric);
     report(&res, &fakes, &se.objects, &new, &reference, sat);
 }
 

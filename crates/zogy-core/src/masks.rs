@@ -3,6 +3,7 @@
 //! cosmic-ray / hot pixels sharper than the PSF. Generic helpers (candidates for
 //! `diffim-core::mask`).
 
+pub use crate::prep::inpaint;
 use diffim_core::mask::dilate;
 use ndarray::{Array2, ArrayView2, Zip};
 
@@ -35,7 +36,7 @@ pub fn flat_run_mask(image: &ArrayView2<f32>, min_run: usize, grow: usize) -> Ar
     let (ny, nx) = image.dim();
     let mut m = Array2::from_elem((ny, nx), false);
     let min_run = min_run.max(2);
-    let mut scan = |len: usize, at: &dyn Fn(usize) -> (usize, usize), m: &mut Array2<bool>| {
+    let scan = |len: usize, at: &dyn Fn(usize) -> (usize, usize), m: &mut Array2<bool>| {
         let mut start = 0;
         for i in 1..=len {
             if i == len || image[at(i)] != image[at(start)] || !image[at(i)].is_finite() {
@@ -66,6 +67,9 @@ pub fn flat_run_mask(image: &ArrayView2<f32>, min_run: usize, grow: usize) -> Ar
 /// `L / peak <= r_psf`, the ratio of the centred PSF stamp (which is the largest over sub-pixel
 /// positions). `sharp_ratio = 1.5` flags features that are clearly sharper than stars.
 /// Flagged pixels are grown by `grow` pixels.
+///
+/// Hot pixels and cosmic rays are usually best *replaced* ([`inpaint`]) rather than passed to
+/// [`crate::zogy`] as a mask, which would dilate them by the PSF half-size.
 pub fn sharp_pixel_mask(
     resid: &ArrayView2<f32>,
     noise: &ArrayView2<f32>,

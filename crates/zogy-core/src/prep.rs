@@ -3,11 +3,11 @@
 use diffim_core::stats::{mad_std, median_in_place};
 use ndarray::{Array2, ArrayView2, Zip};
 
-/// Replaces the pixels where `bad` is true by the mean of the good pixels in a square box
+/// Replaces the pixels where `bad` is true (in place) by the mean of the good pixels in a square box
 /// around them, growing the box (half-widths 2, 4, 8, ...) until every bad pixel has a good
 /// neighbour: a smooth local-background fill rather than zeros. Summed-area tables make each
 /// pass O(N). Returns the number of pixels filled.
-pub(crate) fn inpaint(img: &mut Array2<f32>, bad: &ArrayView2<bool>) -> usize {
+pub fn inpaint(img: &mut Array2<f32>, bad: &ArrayView2<bool>) -> usize {
     let (ny, nx) = img.dim();
     let n_bad = bad.iter().filter(|&&b| b).count();
     if n_bad == 0 || n_bad == ny * nx {

@@ -26,8 +26,10 @@ use crate::{CliError, Context, Ctx};
 /// or a Kubernetes Indexed Job (`--index $JOB_COMPLETION_INDEX`), or split the manifest with
 /// `--shard I/N`; afterwards `diffim batch m.csv --out runs --summarize` writes the summary.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  diffim batch pairs.csv --out runs --jobs 4 --method sfft\n  \
-diffim batch pairs.csv --out runs --index $SLURM_ARRAY_TASK_ID\n  diffim batch pairs.csv --out runs --summarize")]
+#[command(
+    after_help = "Examples:\n  diffim batch pairs.csv --out runs --jobs 4 --method sfft\n  \
+diffim batch pairs.csv --out runs --index $SLURM_ARRAY_TASK_ID\n  diffim batch pairs.csv --out runs --summarize"
+)]
 pub struct Args {
     /// CSV manifest with columns science, template [, name, mask, template_mask, gain, template_gain].
     pub manifest: PathBuf,
@@ -89,8 +91,12 @@ struct Status {
 fn read_manifest(path: &Path) -> Result<Vec<Row>, CliError> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut rd = csv::Reader::from_path(path).context(path.display())?;
-    let headers: Vec<String> =
-        rd.headers().context(path.display())?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let headers: Vec<String> = rd
+        .headers()
+        .context(path.display())?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(ci_s), Some(ci_t)) = (col("science"), col("template")) else {
         return Err(CliError::failure(format!(
@@ -105,12 +111,20 @@ fn read_manifest(path: &Path) -> Result<Vec<Row>, CliError> {
     let mut rows = Vec::new();
     for (index, rec) in rd.records().enumerate() {
         let rec = rec.context(path.display())?;
-        let get = |c: Option<usize>| c.and_then(|i| rec.get(i)).map(str::trim).filter(|s| !s.is_empty());
+        let get = |c: Option<usize>| {
+            c.and_then(|i| rec.get(i))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
         let num = |c: Option<usize>, what: &str| -> Result<Option<f64>, CliError> {
             get(c)
                 .map(|s| {
                     s.parse::<f64>().map_err(|_| {
-                        CliError::failure(format!("{} row {}: bad {what} {s:?}", path.display(), index + 1))
+                        CliError::failure(format!(
+                            "{} row {}: bad {what} {s:?}",
+                            path.display(),
+                            index + 1
+                        ))
                     })
                 })
                 .transpose()
@@ -124,7 +138,11 @@ fn read_manifest(path: &Path) -> Result<Vec<Row>, CliError> {
         };
         let name = get(col("name")).map_or_else(|| format!("{index:05}"), str::to_string);
         if name.contains('/') || name.contains('\\') || name == ".." || name == "." {
-            return Err(CliError::failure(format!("{} row {}: bad name {name:?}", path.display(), index + 1)));
+            return Err(CliError::failure(format!(
+                "{} row {}: bad name {name:?}",
+                path.display(),
+                index + 1
+            )));
         }
         rows.push(Row {
             index,
@@ -143,7 +161,10 @@ fn read_manifest(path: &Path) -> Result<Vec<Row>, CliError> {
 fn parse_shard(s: &str) -> Result<(usize, usize), CliError> {
     let bad = || CliError::usage(format!("--shard wants I/N with 0 <= I < N, got {s:?}"));
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
     if n == 0 || i >= n {
         return Err(bad());
     }
@@ -171,7 +192,12 @@ fn status_of(row: &Row, dir: &Path) -> Status {
     st
 }
 
-fn run_row(row: &Row, dir: &Path, params: &diffim::pipeline::PipelineParams, ctx: &Ctx) -> Result<usize, CliError> {
+fn run_row(
+    row: &Row,
+    dir: &Path,
+    params: &diffim::pipeline::PipelineParams,
+    ctx: &Ctx,
+) -> Result<usize, CliError> {
     let files = PairFiles {
         mask: row.mask.as_deref(),
         template_mask: row.template_mask.as_deref(),
@@ -179,10 +205,21 @@ fn run_row(row: &Row, dir: &Path, params: &diffim::pipeline::PipelineParams, ctx
         template_gain: row.template_gain,
         ..Default::default()
     };
-    let pair = PairInputs::load(load_image(&row.science)?, load_image(&row.template)?, &files)?;
+    let pair = PairInputs::load(
+        load_image(&row.science)?,
+        load_image(&row.template)?,
+        &files,
+    )?;
     // Outputs of an interrupted earlier attempt are replaced.
-    let params = diffim::pipeline::PipelineParams { overwrite: true, ..params.clone() };
-    let quiet = Ctx { quiet: true, json: false, progress: false };
+    let params = diffim::pipeline::PipelineParams {
+        overwrite: true,
+        ..params.clone()
+    };
+    let quiet = Ctx {
+        quiet: true,
+        json: false,
+        progress: false,
+    };
     let _ = ctx;
     let res = run_pair(&pair, &params, dir, &quiet)?;
     Ok(res.candidates.len())
@@ -191,12 +228,24 @@ fn run_row(row: &Row, dir: &Path, params: &diffim::pipeline::PipelineParams, ctx
 fn write_summary(out: &Path, statuses: &[Status]) -> Result<(), CliError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for s in statuses {
-        w.serialize(s).map_err(|e| CliError::failure(format!("batch_summary.csv: {e}")))?;
+        w.serialize(s)
+            .map_err(|e| CliError::failure(format!("batch_summary.csv: {e}")))?;
     }
-    let bytes = w.into_inner().map_err(|e| CliError::failure(format!("batch_summary.csv: {e}")))?;
-    write_atomic(&out.join("batch_summary.csv"), &bytes, WriteOptions::overwrite())?;
-    let json = serde_json::to_string_pretty(statuses).map_err(|e| CliError::failure(e.to_string()))?;
-    write_atomic(&out.join("batch_summary.json"), json.as_bytes(), WriteOptions::overwrite())?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| CliError::failure(format!("batch_summary.csv: {e}")))?;
+    write_atomic(
+        &out.join("batch_summary.csv"),
+        &bytes,
+        WriteOptions::overwrite(),
+    )?;
+    let json =
+        serde_json::to_string_pretty(statuses).map_err(|e| CliError::failure(e.to_string()))?;
+    write_atomic(
+        &out.join("batch_summary.json"),
+        json.as_bytes(),
+        WriteOptions::overwrite(),
+    )?;
     Ok(())
 }
 
@@ -206,7 +255,10 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         .method
         .parse()
         .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))?;
-    let mut params = diffim::pipeline::PipelineParams { method, ..Default::default() };
+    let mut params = diffim::pipeline::PipelineParams {
+        method,
+        ..Default::default()
+    };
     params.candidates.threshold = args.threshold;
     params.hotpants = args.hotpants.clone();
     let rows = read_manifest(&args.manifest)?;
@@ -214,7 +266,10 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     if let Some(k) = args.index
         && k >= rows.len()
     {
-        return Err(CliError::usage(format!("--index {k}: the manifest has {} rows", rows.len())));
+        return Err(CliError::usage(format!(
+            "--index {k}: the manifest has {} rows",
+            rows.len()
+        )));
     }
     std::fs::create_dir_all(&args.out).context(args.out.display())?;
     let selected: Vec<&Row> = rows
@@ -229,7 +284,15 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
             .copied()
             .filter(|r| args.force || status_of(r, &args.out.join(&r.name)).status != "done")
             .collect();
-        say(ctx, format!("{} pairs selected, {} to run, {} jobs", selected.len(), todo.len(), args.jobs.max(1)));
+        say(
+            ctx,
+            format!(
+                "{} pairs selected, {} to run, {} jobs",
+                selected.len(),
+                todo.len(),
+                args.jobs.max(1)
+            ),
+        );
         let pb = if ctx.progress {
             indicatif::ProgressBar::new(todo.len() as u64)
         } else {
@@ -281,11 +344,22 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let count = |s: &str| all.iter().filter(|x| x.status == s).count();
     let (done, failed, pending) = (count("done"), count("failed"), count("pending"));
     if ctx.json {
-        println!("{}", serde_json::json!({"done": done, "failed": failed, "pending": pending, "out": args.out}));
+        println!(
+            "{}",
+            serde_json::json!({"done": done, "failed": failed, "pending": pending, "out": args.out})
+        );
     }
-    say(ctx, format!("batch: {done} done, {failed} failed, {pending} pending -> {}", args.out.join("batch_summary.csv").display()));
+    say(
+        ctx,
+        format!(
+            "batch: {done} done, {failed} failed, {pending} pending -> {}",
+            args.out.join("batch_summary.csv").display()
+        ),
+    );
     if failed > 0 {
-        return Err(CliError::failure(format!("{failed} pair(s) failed (see batch_summary.csv)")));
+        return Err(CliError::failure(format!(
+            "{failed} pair(s) failed (see batch_summary.csv)"
+        )));
     }
     Ok(())
 }

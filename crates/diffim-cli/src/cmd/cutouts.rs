@@ -15,8 +15,10 @@ use crate::{CliError, Context, Ctx};
 /// 0-based, or SExtractor's 1-based `X_IMAGE`, `Y_IMAGE`; `ra`, `dec` optional; every column is
 /// kept in the stamp's metadata), plus `index.html`, a gallery that opens in a browser.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  diffim cutouts --candidates run1/candidates.csv --image sci.fits \
---template tmpl.fits --diff run1/diff.fits --err run1/noise.fits --mask run1/mask.fits --adjust --out stamps")]
+#[command(
+    after_help = "Example:\n  diffim cutouts --candidates run1/candidates.csv --image sci.fits \
+--template tmpl.fits --diff run1/diff.fits --err run1/noise.fits --mask run1/mask.fits --adjust --out stamps"
+)]
 pub struct Args {
     /// CSV table of candidates with a header row.
     #[arg(long)]
@@ -87,19 +89,31 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     }
     let mask = load_mask(args.mask.as_deref(), shape)?;
     let mut reader = csv::Reader::from_path(&args.candidates).context(args.candidates.display())?;
-    let columns: Vec<String> =
-        reader.headers().context(args.candidates.display())?.iter().map(str::to_string).collect();
+    let columns: Vec<String> = reader
+        .headers()
+        .context(args.candidates.display())?
+        .iter()
+        .map(str::to_string)
+        .collect();
     std::fs::create_dir_all(&args.out).context(args.out.display())?;
-    let opts = WriteOptions { overwrite: args.overwrite };
-    let time = sci.header.get_f64_opt("MJD-OBS").ok().flatten().map(MetaValue::Float);
+    let opts = WriteOptions {
+        overwrite: args.overwrite,
+    };
+    let time = sci
+        .header
+        .get_f64_opt("MJD-OBS")
+        .ok()
+        .flatten()
+        .map(MetaValue::Float);
     let filename = args.image.display().to_string();
     let mut items = Vec::new();
     let mut skipped = 0usize;
     for (i, rec) in reader.records().enumerate() {
         let rec = rec.context(args.candidates.display())?;
         let cells: Vec<String> = rec.iter().map(str::to_string).collect();
-        let cand = Candidate::from_row(&columns, &cells)
-            .map_err(|e| CliError::failure(format!("{} row {}: {e}", args.candidates.display(), i + 1)))?;
+        let cand = Candidate::from_row(&columns, &cells).map_err(|e| {
+            CliError::failure(format!("{} row {}: {e}", args.candidates.display(), i + 1))
+        })?;
         let copts = CutoutOptions {
             header: Some(&sci.header),
             time: time.clone(),
@@ -117,8 +131,11 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
                 continue;
             }
         };
-        let mut fields: Vec<(String, String)> =
-            c.meta.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let mut fields: Vec<(String, String)> = c
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
         if args.adjust {
             match adjust_cutout(&mut c, &AdjustParams::default()) {
                 Ok(a) => fields.push((
@@ -133,7 +150,10 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         }
         let stem = format!("cand-{}", i + 1);
         write_cutout(&args.out.join(format!("{stem}.fits")), &c, opts)?;
-        let params = PlotParams { stretch, ..Default::default() };
+        let params = PlotParams {
+            stretch,
+            ..Default::default()
+        };
         save_plot(&c, &params, &args.out.join(format!("{stem}.png")))?;
         items.push(GalleryItem {
             title: match c.meta("name") {
@@ -147,14 +167,35 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     }
     let summary = vec![
         ("image".to_string(), filename.clone()),
-        ("candidates".to_string(), args.candidates.display().to_string()),
+        (
+            "candidates".to_string(),
+            args.candidates.display().to_string(),
+        ),
         ("stamps".to_string(), items.len().to_string()),
-        ("skipped (outside the image)".to_string(), skipped.to_string()),
+        (
+            "skipped (outside the image)".to_string(),
+            skipped.to_string(),
+        ),
     ];
-    write_gallery(&args.out.join("index.html"), "diffim cutouts", &summary, &items)?;
+    write_gallery(
+        &args.out.join("index.html"),
+        "diffim cutouts",
+        &summary,
+        &items,
+    )?;
     if ctx.json {
-        println!("{}", serde_json::json!({"stamps": items.len(), "skipped": skipped, "out": args.out}));
+        println!(
+            "{}",
+            serde_json::json!({"stamps": items.len(), "skipped": skipped, "out": args.out})
+        );
     }
-    say(ctx, format!("wrote {} stamps and index.html to {} ({skipped} skipped)", items.len(), args.out.display()));
+    say(
+        ctx,
+        format!(
+            "wrote {} stamps and index.html to {} ({skipped} skipped)",
+            items.len(),
+            args.out.display()
+        ),
+    );
     Ok(())
 }

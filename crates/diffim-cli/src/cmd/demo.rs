@@ -135,7 +135,11 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
             .method
             .parse()
             .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))?;
-        Some(diffim::pipeline::PipelineParams { method, overwrite: true, ..Default::default() })
+        Some(diffim::pipeline::PipelineParams {
+            method,
+            overwrite: true,
+            ..Default::default()
+        })
     };
     let t0 = std::time::Instant::now();
     let pb = crate::common::stage(ctx, "simulating the pair");
@@ -187,7 +191,11 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         ),
     );
     let loaded = |data: &diffim::ndarray::Array2<f32>, header: &fits::Header, name: &str| {
-        crate::common::LoadedImage { data: data.clone(), header: header.clone(), path: args.out.join(name) }
+        crate::common::LoadedImage {
+            data: data.clone(),
+            header: header.clone(),
+            path: args.out.join(name),
+        }
     };
     let inputs = crate::common::PairInputs {
         science: loaded(&pair.science, &pair.science_header, "science.fits"),
@@ -201,25 +209,43 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     };
     drop(pair.science_noise);
     let res = crate::cmd::pipeline::run_pair(&inputs, &params, &args.out, ctx)?;
-    let truth: Vec<(f64, f64, f64, f64)> =
-        pair.truth.transients.iter().map(|t| (t.x, t.y, t.flux, t.snr)).collect();
+    let truth: Vec<(f64, f64, f64, f64)> = pair
+        .truth
+        .transients
+        .iter()
+        .map(|t| (t.x, t.y, t.flux, t.snr))
+        .collect();
     let eval = diffim::pipeline::evaluate(&res.candidates, &truth, (cfg.ny, cfg.nx), 2.0);
     let eval_json = serde_json::to_string_pretty(&eval)
         .map_err(|e| CliError::failure(format!("evaluation.json: {e}")))?;
-    fits::write_atomic(&args.out.join("evaluation.json"), eval_json.as_bytes(), WriteOptions::overwrite())?;
+    fits::write_atomic(
+        &args.out.join("evaluation.json"),
+        eval_json.as_bytes(),
+        WriteOptions::overwrite(),
+    )?;
     if ctx.json {
-        println!("{}", serde_json::json!({
-            "out": args.out.display().to_string(),
-            "method": params.method,
-            "candidates": res.candidates.len(),
-            "completeness_snr10": eval.completeness_snr10(),
-            "false_per_mpix": eval.false_per_mpix,
-            "median_flux_ratio": eval.median_flux_ratio,
-            "bins": eval.bins,
-        }));
+        println!(
+            "{}",
+            serde_json::json!({
+                "out": args.out.display().to_string(),
+                "method": params.method,
+                "candidates": res.candidates.len(),
+                "completeness_snr10": eval.completeness_snr10(),
+                "false_per_mpix": eval.false_per_mpix,
+                "median_flux_ratio": eval.median_flux_ratio,
+                "bins": eval.bins,
+            })
+        );
         return Ok(());
     }
     crate::cmd::pipeline::report(&res, &args.out, ctx);
-    crate::common::say(ctx, format!("\ninjected vs recovered ({}, match radius 2 px):\n{}", params.method, eval.table()));
+    crate::common::say(
+        ctx,
+        format!(
+            "\ninjected vs recovered ({}, match radius 2 px):\n{}",
+            params.method,
+            eval.table()
+        ),
+    );
     Ok(())
 }

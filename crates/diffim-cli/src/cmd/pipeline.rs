@@ -15,8 +15,10 @@ use crate::{CliError, Ctx};
 /// summary.json (timings per stage, parameters, counts), index.html (gallery), the images of
 /// `diffim subtract` and cutouts/.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  diffim pipeline sci.fits --template tmpl.fits --method zogy --out run1\n  \
-diffim pipeline sci.fits --survey ps1:r --method sfft --out run2 --cache-dir ~/.cache/diffim")]
+#[command(
+    after_help = "Examples:\n  diffim pipeline sci.fits --template tmpl.fits --method zogy --out run1\n  \
+diffim pipeline sci.fits --survey ps1:r --method sfft --out run2 --cache-dir ~/.cache/diffim"
+)]
 pub struct Args {
     /// Science image (`file.fits` or `file.fits[EXT]`).
     pub science: PathBuf,
@@ -86,7 +88,10 @@ impl Args {
             .method
             .parse()
             .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))?;
-        let mut p = PipelineParams { method, ..Default::default() };
+        let mut p = PipelineParams {
+            method,
+            ..Default::default()
+        };
         p.candidates.threshold = self.threshold;
         p.candidates.min_area = self.min_area;
         p.candidates.negative = self.negative;
@@ -110,7 +115,10 @@ pub fn run_pair(
     ctx: &Ctx,
 ) -> Result<PipelineResult, CliError> {
     let name = pair.science.path.display().to_string();
-    let meta = PipelineMeta { science_header: Some(&pair.science.header), science_name: Some(&name) };
+    let meta = PipelineMeta {
+        science_header: Some(&pair.science.header),
+        science_name: Some(&name),
+    };
     let pb = stage(ctx, &format!("pipeline ({}) on {name}", params.method));
     let res = run_pipeline(&pair.inputs(), &meta, params, Some(out));
     pb.finish_and_clear();
@@ -155,9 +163,14 @@ fn template_for(args: &Args, science: &LoadedImage, ctx: &Ctx) -> Result<LoadedI
     if let Some(t) = &args.template {
         return load_image(t);
     }
-    let spec = args.survey.as_deref().ok_or_else(|| CliError::usage("give --template or --survey"))?;
+    let spec = args
+        .survey
+        .as_deref()
+        .ok_or_else(|| CliError::usage("give --template or --survey"))?;
     let _ = (science, ctx, &args.cache_dir, args.offline);
-    Err(CliError::failure(format!("survey template {spec}: survey fetching is being wired in")))
+    Err(CliError::failure(format!(
+        "survey template {spec}: survey fetching is being wired in"
+    )))
 }
 
 /// Runs `diffim pipeline`.

@@ -80,14 +80,20 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let mask = load_mask(args.mask.as_deref(), img.data.dim())?;
     let mut params = PsfEstimateParams {
         gain: gain_from(args.gain, &img.header),
-        saturation: args.saturation.or_else(|| header_f64(&img.header, "SATURATE")),
+        saturation: args
+            .saturation
+            .or_else(|| header_f64(&img.header, "SATURATE")),
         ..Default::default()
     };
     params.kl.degree = args.degree;
     params.kl.n_basis = args.n_basis;
     let pb = stage(ctx, "estimating the PSF");
-    let est = estimate_psf(&img.data.view(), mask.as_ref().map(|m| m.view()).as_ref(), &params)
-        .context(args.image.display())?;
+    let est = estimate_psf(
+        &img.data.view(),
+        mask.as_ref().map(|m| m.view()).as_ref(),
+        &params,
+    )
+    .context(args.image.display())?;
     pb.finish_and_clear();
 
     let (primary, planes) = model_to_mef(&est.model);
@@ -95,13 +101,22 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     primary.set_with_comment("FWHM", est.fwhm, "model FWHM at the image centre (px)");
     primary.set_with_comment("NSTARS", est.stars.len(), "PSF stars used");
     primary.add_history(&format!("diffim psf {}", args.image.display()));
-    write_mef(&args.out, &primary, &planes, WriteOptions { overwrite: args.overwrite })
-        .context(args.out.display())?;
+    write_mef(
+        &args.out,
+        &primary,
+        &planes,
+        WriteOptions {
+            overwrite: args.overwrite,
+        },
+    )
+    .context(args.out.display())?;
     // Read the file back: what others load must be the model we fitted.
     let (ny, nx) = img.data.dim();
     let (cx, cy) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
     let back = read_psf_file(&args.out)?;
-    let diff = (&back.psf_at(cx, cy) - &est.model.psf_at(cx, cy)).mapv(f64::abs).sum();
+    let diff = (&back.psf_at(cx, cy) - &est.model.psf_at(cx, cy))
+        .mapv(f64::abs)
+        .sum();
     if !(diff < 1e-9) {
         return Err(CliError::failure(format!(
             "{}: the written PSF does not read back identically (L1 difference {diff:e})",
@@ -144,13 +159,33 @@ pub fn model_to_mef(model: &KlPsf) -> (Header, Vec<Plane>) {
     let parts = model.to_parts();
     let mut h = Header::new();
     h.set_with_comment("KLNB", parts.basis.len(), "number of KL basis elements");
-    h.set_with_comment("KLDEG", parts.degree, "degree of the coefficient polynomials");
+    h.set_with_comment(
+        "KLDEG",
+        parts.degree,
+        "degree of the coefficient polynomials",
+    );
     h.set_with_comment("KLSIZE", parts.basis[0].nrows(), "basis stamp side (px)");
-    h.set_with_comment("KLNX", parts.image_shape.1, "image width the model was fitted on");
-    h.set_with_comment("KLNY", parts.image_shape.0, "image height the model was fitted on");
-    h.set_with_comment("KLXC", parts.scale.cx, "u = (x - KLXC) / KLXS, x 0-based px");
+    h.set_with_comment(
+        "KLNX",
+        parts.image_shape.1,
+        "image width the model was fitted on",
+    );
+    h.set_with_comment(
+        "KLNY",
+        parts.image_shape.0,
+        "image height the model was fitted on",
+    );
+    h.set_with_comment(
+        "KLXC",
+        parts.scale.cx,
+        "u = (x - KLXC) / KLXS, x 0-based px",
+    );
     h.set_with_comment("KLXS", parts.scale.hx, "x half-range (px)");
-    h.set_with_comment("KLYC", parts.scale.cy, "v = (y - KLYC) / KLYS, y 0-based px");
+    h.set_with_comment(
+        "KLYC",
+        parts.scale.cy,
+        "v = (y - KLYC) / KLYS, y 0-based px",
+    );
     h.set_with_comment("KLYS", parts.scale.hy, "y half-range (px)");
     h.add_comment("KLCi_j: term j of field a_i; terms 1, u, v, u^2, uv, v^2, u^3, u^2v, ...");
     h.add_comment("PSF(x,y) = sum_i a_i(u,v) BASISi / sum(sum_i a_i(u,v) BASISi)");
@@ -183,7 +218,10 @@ pub fn read_psf_file(path: &Path) -> Result<KlPsf, CliError> {
     let nb = geti("KLNB")?;
     let degree = geti("KLDEG")?;
     if nb == 0 || nb > 1000 || degree > 20 {
-        return Err(CliError::failure(format!("{}: bad KLNB/KLDEG", path.display())));
+        return Err(CliError::failure(format!(
+            "{}: bad KLNB/KLDEG",
+            path.display()
+        )));
     }
     let mut basis = Vec::with_capacity(nb);
     for i in 0..nb {
@@ -195,7 +233,12 @@ pub fn read_psf_file(path: &Path) -> Result<KlPsf, CliError> {
         basis.push(match &p.data {
             PlaneData::F64(a) => a.clone(),
             PlaneData::F32(a) => a.mapv(f64::from),
-            _ => return Err(CliError::failure(format!("{}: {name} is not float", path.display()))),
+            _ => {
+                return Err(CliError::failure(format!(
+                    "{}: {name} is not float",
+                    path.display()
+                )));
+            }
         });
     }
     let mut coeffs = Vec::with_capacity(nb);
@@ -209,7 +252,12 @@ pub fn read_psf_file(path: &Path) -> Result<KlPsf, CliError> {
         basis,
         degree,
         coeffs,
-        scale: CoordScale { cx: getf("KLXC")?, hx: getf("KLXS")?, cy: getf("KLYC")?, hy: getf("KLYS")? },
+        scale: CoordScale {
+            cx: getf("KLXC")?,
+            hx: getf("KLXS")?,
+            cy: getf("KLYC")?,
+            hy: getf("KLYS")?,
+        },
         image_shape: (geti("KLNY")?, geti("KLNX")?),
     };
     Ok(KlPsf::from_parts(parts).context(path.display())?)
@@ -226,13 +274,19 @@ fn write_png_grid(path: &Path, model: &KlPsf, ny: usize, nx: usize) -> Result<()
     }
     let img = image::GrayImage::from_raw(w as u32, h as u32, buf)
         .ok_or_else(|| CliError::failure("PNG buffer size mismatch"))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{}",
-        path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+        path.file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default(),
         std::process::id()
     ));
-    img.save_with_format(&tmp, image::ImageFormat::Png).context(path.display())?;
+    img.save_with_format(&tmp, image::ImageFormat::Png)
+        .context(path.display())?;
     std::fs::rename(&tmp, path).context(path.display())?;
     Ok(())
 }

@@ -18,7 +18,9 @@ use crate::{CliError, Ctx};
 /// noise.fits, mask.fits, summary.json. ZOGY adds psf_d.fits, flux.fits, flux_err.fits; SFFT adds
 /// convolved.fits and kernel.fits (kernels on a 5x5 grid); HOTPANTS adds convolved.fits.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  diffim subtract sci.fits tmpl.fits --method sfft --out diff-sfft")]
+#[command(
+    after_help = "Example:\n  diffim subtract sci.fits tmpl.fits --method sfft --out diff-sfft"
+)]
 pub struct Args {
     /// Science image (`file.fits` or `file.fits[EXT]`).
     pub science: PathBuf,
@@ -58,9 +60,10 @@ pub struct Args {
 
 /// Runs `diffim subtract`.
 pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
-    let method: Method = args.method.parse().map_err(|e: diffim::subtract::SubtractError| {
-        CliError::usage(e.to_string())
-    })?;
+    let method: Method = args
+        .method
+        .parse()
+        .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))?;
     let t0 = Instant::now();
     let files = PairFiles {
         mask: args.mask.as_deref(),
@@ -70,7 +73,11 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         gain: args.gain,
         template_gain: args.template_gain,
     };
-    let pair = PairInputs::load(load_image(&args.science)?, load_image(&args.template)?, &files)?;
+    let pair = PairInputs::load(
+        load_image(&args.science)?,
+        load_image(&args.template)?,
+        &files,
+    )?;
     let load_s = t0.elapsed().as_secs_f64();
     let inputs = pair.inputs();
     let sci = &pair.science;
@@ -83,14 +90,28 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
 
     let mut extra = serde_json::Map::new();
     extra.insert("science".into(), args.science.display().to_string().into());
-    extra.insert("template".into(), args.template.display().to_string().into());
-    extra.insert("science_gain".into(), serde_json::json!(inputs.science_gain));
-    extra.insert("template_gain".into(), serde_json::json!(inputs.template_gain));
-    let opts = WriteOptions { overwrite: args.overwrite };
+    extra.insert(
+        "template".into(),
+        args.template.display().to_string().into(),
+    );
+    extra.insert(
+        "science_gain".into(),
+        serde_json::json!(inputs.science_gain),
+    );
+    extra.insert(
+        "template_gain".into(),
+        serde_json::json!(inputs.template_gain),
+    );
+    let opts = WriteOptions {
+        overwrite: args.overwrite,
+    };
     let written = write_outputs(&args.out, &sub, &sci.header, &extra, opts)?;
     if ctx.json {
         let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        println!("{}", serde_json::json!({ "method": method, "files": files, "diagnostics": sub.diagnostics }));
+        println!(
+            "{}",
+            serde_json::json!({ "method": method, "files": files, "diagnostics": sub.diagnostics })
+        );
     }
     say(
         ctx,
@@ -105,5 +126,9 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
 }
 
 fn subtract(method: Method, inputs: &SubtractInputs, args: &Args) -> Result<Subtraction, CliError> {
-    Ok(diffim::subtract::subtract(method, inputs, args.hotpants.as_deref())?)
+    Ok(diffim::subtract::subtract(
+        method,
+        inputs,
+        args.hotpants.as_deref(),
+    )?)
 }

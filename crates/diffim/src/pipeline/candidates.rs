@@ -108,7 +108,11 @@ pub fn find_candidates(
     params: &CandidateParams,
 ) -> Result<(Vec<CandidateRow>, Rejections), source_extract::ExtractError> {
     let (ny, nx) = sub.significance.dim();
-    let fwhm = if fwhm.is_finite() && fwhm > 0.0 { fwhm } else { 3.0 };
+    let fwhm = if fwhm.is_finite() && fwhm > 0.0 {
+        fwhm
+    } else {
+        3.0
+    };
     // The significance image is in sigma units already: zero background, unit RMS.
     let bg = Background {
         background: Array2::zeros((ny, nx)),
@@ -130,11 +134,14 @@ pub fn find_candidates(
         annulus: None,
         ..Default::default()
     };
-    let clean = sub.significance.mapv(|v| if v.is_finite() { v } else { 0.0 });
-    let mut found: Vec<(Object, f64)> = source_extract::detect(&clean.view(), &bg, Some(&sub.mask.view()), &dp)?
-        .into_iter()
-        .map(|o| (o, 1.0))
-        .collect();
+    let clean = sub
+        .significance
+        .mapv(|v| if v.is_finite() { v } else { 0.0 });
+    let mut found: Vec<(Object, f64)> =
+        source_extract::detect(&clean.view(), &bg, Some(&sub.mask.view()), &dp)?
+            .into_iter()
+            .map(|o| (o, 1.0))
+            .collect();
     if params.negative {
         let neg = clean.mapv(|v| -v);
         found.extend(
@@ -153,7 +160,8 @@ pub fn find_candidates(
     let mut kept = Vec::new();
     for (o, sign) in found {
         let (cx, cy) = (o.x.round(), o.y.round());
-        if o.x < edge || o.y < edge || o.x > nx as f64 - 1.0 - edge || o.y > ny as f64 - 1.0 - edge {
+        if o.x < edge || o.y < edge || o.x > nx as f64 - 1.0 - edge || o.y > ny as f64 - 1.0 - edge
+        {
             rej.edge += 1;
             continue;
         }
@@ -176,8 +184,17 @@ pub fn find_candidates(
     let positions: Vec<(f64, f64)> = kept.iter().map(|(o, _)| (o.x, o.y)).collect();
     let psf_phot = sub.extra("flux").zip(sub.extra("flux_err"));
     let aper = if psf_phot.is_none() {
-        let ap = ApertureParams { radius: (params.aperture_fwhm * fwhm).max(1.0), annulus: None };
-        source_extract::aperture_photometry(&sub.diff.view(), &sub.noise.view(), Some(&sub.mask.view()), &positions, &ap)
+        let ap = ApertureParams {
+            radius: (params.aperture_fwhm * fwhm).max(1.0),
+            annulus: None,
+        };
+        source_extract::aperture_photometry(
+            &sub.diff.view(),
+            &sub.noise.view(),
+            Some(&sub.mask.view()),
+            &positions,
+            &ap,
+        )
     } else {
         Vec::new()
     };
@@ -196,9 +213,10 @@ pub fn find_candidates(
         };
         let snr = flux / flux_err;
         let (mag, mag_err) = match params.zero_point {
-            Some(zp) if flux > 0.0 && flux.is_finite() => {
-                (Some(zp - 2.5 * flux.log10()), Some(2.5 / std::f64::consts::LN_10 * flux_err / flux))
-            }
+            Some(zp) if flux > 0.0 && flux.is_finite() => (
+                Some(zp - 2.5 * flux.log10()),
+                Some(2.5 / std::f64::consts::LN_10 * flux_err / flux),
+            ),
             _ => (None, None),
         };
         rows.push(CandidateRow {

@@ -53,13 +53,21 @@ impl Evaluation {
     pub fn table(&self) -> String {
         let mut s = String::from("injected S/N   injected  recovered  completeness\n");
         for b in &self.bins {
-            let hi = if b.snr_max.is_finite() { format!("{:<4}", b.snr_max) } else { "inf ".into() };
+            let hi = if b.snr_max.is_finite() {
+                format!("{:<4}", b.snr_max)
+            } else {
+                "inf ".into()
+            };
             s.push_str(&format!(
                 "{:>5} - {hi}  {:>8}  {:>9}  {:>11}\n",
                 b.snr_min,
                 b.injected,
                 b.recovered,
-                if b.injected > 0 { format!("{:.1}%", 100.0 * b.completeness()) } else { "-".into() }
+                if b.injected > 0 {
+                    format!("{:.1}%", 100.0 * b.completeness())
+                } else {
+                    "-".into()
+                }
             ));
         }
         s.push_str(&format!(
@@ -106,12 +114,20 @@ pub fn evaluate(
     }
     let mut bins: Vec<SnrBin> = edges
         .windows(2)
-        .map(|w| SnrBin { snr_min: w[0], snr_max: w[1], injected: 0, recovered: 0 })
+        .map(|w| SnrBin {
+            snr_min: w[0],
+            snr_max: w[1],
+            injected: 0,
+            recovered: 0,
+        })
         .collect();
     let (mut inj10, mut rec10) = (0, 0);
     let mut ratios = Vec::new();
     for (t, &(_, _, flux, snr)) in transients.iter().enumerate() {
-        if let Some(b) = bins.iter_mut().find(|b| snr >= b.snr_min && snr < b.snr_max) {
+        if let Some(b) = bins
+            .iter_mut()
+            .find(|b| snr >= b.snr_min && snr < b.snr_max)
+        {
             b.injected += 1;
             b.recovered += usize::from(matched[t].is_some());
         }
@@ -166,13 +182,24 @@ mod tests {
 
     #[test]
     fn matching_bins_and_false_candidates() {
-        let truth = [(10.0, 10.0, 100.0, 12.0), (50.0, 50.0, 200.0, 4.0), (80.0, 20.0, 300.0, 30.0)];
-        let cands = [cand(10.5, 10.0, 110.0), cand(80.0, 21.5, 270.0), cand(5.0, 90.0, 50.0)];
+        let truth = [
+            (10.0, 10.0, 100.0, 12.0),
+            (50.0, 50.0, 200.0, 4.0),
+            (80.0, 20.0, 300.0, 30.0),
+        ];
+        let cands = [
+            cand(10.5, 10.0, 110.0),
+            cand(80.0, 21.5, 270.0),
+            cand(5.0, 90.0, 50.0),
+        ];
         let e = evaluate(&cands, &truth, (1000, 1000), 2.0);
         assert_eq!((e.injected_snr10, e.recovered_snr10), (2, 2));
         assert_eq!(e.false_candidates, 1);
         assert!((e.false_per_mpix - 1.0).abs() < 1e-12);
-        assert!((e.median_flux_ratio - 1.0).abs() < 1e-12, "median of 1.1 and 0.9");
+        assert!(
+            (e.median_flux_ratio - 1.0).abs() < 1e-12,
+            "median of 1.1 and 0.9"
+        );
         let b = &e.bins[0];
         assert_eq!((b.snr_min, b.injected, b.recovered), (3.0, 1, 0));
         assert!(e.table().contains("S/N >= 10: 2/2"));

@@ -18,8 +18,8 @@ mod candidates;
 mod evaluate;
 mod report;
 
-pub use evaluate::{Evaluation, SnrBin, evaluate};
 pub use candidates::{CandidateParams, CandidateRow, Rejections, find_candidates};
+pub use evaluate::{Evaluation, SnrBin, evaluate};
 pub use report::{CSV_COLUMNS, items_for_candidates, write_candidates_csv};
 
 /// Name of the file whose presence marks a complete pipeline output folder.
@@ -123,7 +123,9 @@ pub fn run_pipeline(
     out: Option<&Path>,
 ) -> Result<PipelineResult, PipelineError> {
     let t_all = Instant::now();
-    let opts = WriteOptions { overwrite: params.overwrite };
+    let opts = WriteOptions {
+        overwrite: params.overwrite,
+    };
     let t = Instant::now();
     let sub = crate::subtract::subtract(params.method, inputs, params.hotpants.as_deref())?;
     let mut timings = vec![("subtract".to_string(), t.elapsed().as_secs_f64())];
@@ -137,9 +139,16 @@ pub fn run_pipeline(
     if cparams.zero_point.is_none() {
         cparams.zero_point = meta.science_header.and_then(header_zero_point);
     }
-    let (mut rows, rejected) =
-        find_candidates(&sub, &inputs.science, inputs.science_saturation, fwhm, &cparams)?;
-    let wcs = meta.science_header.and_then(|h| wcs_grid::Wcs::from_header(h).ok());
+    let (mut rows, rejected) = find_candidates(
+        &sub,
+        &inputs.science,
+        inputs.science_saturation,
+        fwhm,
+        &cparams,
+    )?;
+    let wcs = meta
+        .science_header
+        .and_then(|h| wcs_grid::Wcs::from_header(h).ok());
     if let Some(w) = &wcs {
         for r in rows.iter_mut() {
             if let Some((ra, dec)) = w.pixel_to_world(r.x, r.y) {
@@ -176,7 +185,8 @@ pub fn run_pipeline(
     if n_cut > 0 {
         let cut_dir = out.map(|d| d.join("cutouts"));
         if let Some(cd) = &cut_dir {
-            std::fs::create_dir_all(cd).map_err(|e| PipelineError::Report(format!("{}: {e}", cd.display())))?;
+            std::fs::create_dir_all(cd)
+                .map_err(|e| PipelineError::Report(format!("{}: {e}", cd.display())))?;
         }
         let convolved = sub.extra("convolved");
         let mut planes: Vec<(&str, ndarray::ArrayView2<f32>)> = vec![
@@ -243,7 +253,10 @@ pub fn run_pipeline(
         files.push(csv_path);
         let summary_rows = vec![
             ("method".to_string(), params.method.to_string()),
-            ("science".to_string(), meta.science_name.unwrap_or("-").to_string()),
+            (
+                "science".to_string(),
+                meta.science_name.unwrap_or("-").to_string(),
+            ),
             ("candidates".to_string(), rows.len().to_string()),
             (
                 "rejected".to_string(),
@@ -271,12 +284,22 @@ pub fn run_pipeline(
             "timings_s": timings.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         });
         let sp = dir.join(SUMMARY_FILE);
-        fits_io::write_atomic(&sp, serde_json::to_string_pretty(&summary)?.as_bytes(), WriteOptions::overwrite())?;
+        fits_io::write_atomic(
+            &sp,
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+            WriteOptions::overwrite(),
+        )?;
         files.push(sp);
     } else {
         timings.push(("total".into(), t_all.elapsed().as_secs_f64()));
     }
-    Ok(PipelineResult { subtraction: sub, candidates: rows, rejected, timings, files })
+    Ok(PipelineResult {
+        subtraction: sub,
+        candidates: rows,
+        rejected,
+        timings,
+        files,
+    })
 }
 
 /// A photometric zero point from the usual header keywords (MAGZP, MAGZPT, ZP, ZEROPT, MAGZERO).

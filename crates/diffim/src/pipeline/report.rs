@@ -7,7 +7,10 @@ use cutout::GalleryItem;
 use super::candidates::CandidateRow;
 
 /// Writes the candidates as CSV (header row; empty cells for missing values), atomically.
-pub fn write_candidates_csv(path: &Path, rows: &[CandidateRow]) -> Result<(), super::PipelineError> {
+pub fn write_candidates_csv(
+    path: &Path,
+    rows: &[CandidateRow],
+) -> Result<(), super::PipelineError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     if rows.is_empty() {
         // Still write the header row so that scripts can read an empty table.
@@ -16,20 +19,39 @@ pub fn write_candidates_csv(path: &Path, rows: &[CandidateRow]) -> Result<(), su
     for r in rows {
         w.serialize(r)?;
     }
-    let bytes = w.into_inner().map_err(|e| super::PipelineError::Report(e.to_string()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| super::PipelineError::Report(e.to_string()))?;
     fits_io::write_atomic(path, &bytes, fits_io::WriteOptions::overwrite())?;
     Ok(())
 }
 
 /// Column names of candidates.csv, in order.
 pub const CSV_COLUMNS: &[&str] = &[
-    "id", "x", "y", "ra", "dec", "significance", "flux", "flux_err", "snr", "mag", "mag_err",
-    "npix", "flags", "adjust_pvalue", "adjust_chi2_0", "adjust_chi2", "adjust_dx", "adjust_dy",
+    "id",
+    "x",
+    "y",
+    "ra",
+    "dec",
+    "significance",
+    "flux",
+    "flux_err",
+    "snr",
+    "mag",
+    "mag_err",
+    "npix",
+    "flags",
+    "adjust_pvalue",
+    "adjust_chi2_0",
+    "adjust_chi2",
+    "adjust_dx",
+    "adjust_dy",
     "adjust_scale",
 ];
 
 fn opt(v: Option<f64>, prec: usize) -> String {
-    v.filter(|x| x.is_finite()).map_or("-".to_string(), |x| format!("{x:.prec$}"))
+    v.filter(|x| x.is_finite())
+        .map_or("-".to_string(), |x| format!("{x:.prec$}"))
 }
 
 /// Gallery items for pipeline candidates whose cutouts are `cutouts/cand-<id>.{png,fits}`.
@@ -39,10 +61,19 @@ pub fn items_for_candidates(rows: &[CandidateRow], with_cutouts: bool) -> Vec<Ga
             title: format!("#{}", r.id),
             fields: vec![
                 ("x, y".into(), format!("{:.2}, {:.2}", r.x, r.y)),
-                ("ra, dec".into(), format!("{}, {}", opt(r.ra, 6), opt(r.dec, 6))),
+                (
+                    "ra, dec".into(),
+                    format!("{}, {}", opt(r.ra, 6), opt(r.dec, 6)),
+                ),
                 ("significance".into(), format!("{:.1}", r.significance)),
-                ("flux".into(), format!("{} ± {}", opt(Some(r.flux), 1), opt(Some(r.flux_err), 1))),
-                ("mag".into(), format!("{} ± {}", opt(r.mag, 3), opt(r.mag_err, 3))),
+                (
+                    "flux".into(),
+                    format!("{} ± {}", opt(Some(r.flux), 1), opt(Some(r.flux_err), 1)),
+                ),
+                (
+                    "mag".into(),
+                    format!("{} ± {}", opt(r.mag, 3), opt(r.mag_err, 3)),
+                ),
                 ("flags".into(), r.flags.to_string()),
                 (
                     "adjust".into(),
@@ -64,4 +95,3 @@ pub fn items_for_candidates(rows: &[CandidateRow], with_cutouts: bool) -> Vec<Ga
         })
         .collect()
 }
-

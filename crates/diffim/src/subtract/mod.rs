@@ -8,8 +8,8 @@
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 
-mod output;
 pub mod hotpants;
+mod output;
 pub mod sfft;
 pub mod zogy;
 
@@ -98,7 +98,11 @@ impl<'a> SubtractInputs<'a> {
             if got == want {
                 Ok(())
             } else {
-                Err(SubtractError::ShapeMismatch { name, expected: want, got })
+                Err(SubtractError::ShapeMismatch {
+                    name,
+                    expected: want,
+                    got,
+                })
             }
         };
         check("template", self.template.dim())?;
@@ -171,9 +175,9 @@ pub enum SubtractError {
     /// Background, noise or detection failed.
     #[error("source extraction: {0}")]
     Extract(#[from] source_extract::ExtractError),
-    /// PSF estimation failed.
+    /// PSF estimation failed (boxed: the PSF error carries rejection statistics).
     #[error("PSF estimation: {0}")]
-    Psf(#[from] psf_kl::PsfError),
+    Psf(Box<psf_kl::PsfError>),
     /// ZOGY failed.
     #[error("ZOGY: {0}")]
     Zogy(#[from] zogy_core::ZogyError),
@@ -183,6 +187,12 @@ pub enum SubtractError {
     /// Running HOTPANTS failed (not found, exit status, crash, timeout, bad outputs).
     #[error("HOTPANTS: {0}")]
     Hotpants(#[from] hotpants_sys::HotpantsError),
+}
+
+impl From<psf_kl::PsfError> for SubtractError {
+    fn from(e: psf_kl::PsfError) -> Self {
+        Self::Psf(Box::new(e))
+    }
 }
 
 /// Seconds since `t0`, for [`Subtraction::timings`].

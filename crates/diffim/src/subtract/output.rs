@@ -47,14 +47,24 @@ pub fn write_outputs(
     summary_extra: &serde_json::Map<String, serde_json::Value>,
     opts: WriteOptions,
 ) -> Result<Vec<PathBuf>, OutputError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|source| OutputError::CreateDir { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| OutputError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let shape = sub.diff.dim();
     let mut written = Vec::new();
     let mut write_plane = |name: &str, data: &ndarray::Array2<f32>, what: &str| {
-        let mut h = if data.dim() == shape { header.clone() } else { Header::new() };
+        let mut h = if data.dim() == shape {
+            header.clone()
+        } else {
+            Header::new()
+        };
         h.set_with_comment("DIFFPLN", name, "diffim plane");
-        h.set_with_comment("DIFFMETH", sub.method.to_string().as_str(), "subtraction method");
+        h.set_with_comment(
+            "DIFFMETH",
+            sub.method.to_string().as_str(),
+            "subtraction method",
+        );
         h.add_comment(what);
         let path = dir.join(plane_file_name(name));
         fits_io::write_image(&path, &data.view(), &h, opts)?;
@@ -81,10 +91,16 @@ pub fn write_outputs(
     summary.insert("method".into(), serde_json::to_value(sub.method)?);
     summary.insert("shape".into(), serde_json::json!([shape.0, shape.1]));
     summary.insert("science_fwhm".into(), serde_json::json!(sub.science_fwhm));
-    summary.insert("n_masked".into(), serde_json::json!(sub.mask.iter().filter(|&&m| m).count()));
+    summary.insert(
+        "n_masked".into(),
+        serde_json::json!(sub.mask.iter().filter(|&&m| m).count()),
+    );
     summary.insert("diagnostics".into(), sub.diagnostics.clone());
-    let timings: serde_json::Map<String, serde_json::Value> =
-        sub.timings.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+    let timings: serde_json::Map<String, serde_json::Value> = sub
+        .timings
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+        .collect();
     summary.insert("timings_s".into(), serde_json::Value::Object(timings));
     for (k, v) in summary_extra {
         summary.insert(k.clone(), v.clone());
