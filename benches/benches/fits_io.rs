@@ -28,8 +28,13 @@ fn bench_fits_io(c: &mut Criterion) {
         g.measurement_time(Duration::from_secs(if n > 2048 { 10 } else { 3 }));
         g.bench_function(BenchmarkId::new("write_f32", n), |b| {
             b.iter(|| {
-                write_image(&path, black_box(&img.view()), &header, WriteOptions::overwrite())
-                    .unwrap()
+                write_image(
+                    &path,
+                    black_box(&img.view()),
+                    &header,
+                    WriteOptions::overwrite(),
+                )
+                .unwrap()
             })
         });
         g.bench_function(BenchmarkId::new("read_f32", n), |b| {

@@ -19,7 +19,7 @@ fn bench_reproject(c: &mut Criterion) {
         let dst =
             Grid::from_center(150.0 + 10.0 / 3600.0, 2.2 - 6.0 / 3600.0, n, n, 0.26, 17.0).unwrap();
         let img = Array2::from_shape_fn((n, n), |(y, x)| {
-            (100.0 + 10.0 * ((x as f32) * 0.01).sin() * ((y as f32) * 0.013).cos()) as f32
+            100.0 + 10.0 * ((x as f32) * 0.01).sin() * ((y as f32) * 0.013).cos()
         });
         let mut g = c.benchmark_group(format!("reproject/{n}"));
         g.sample_size(10);

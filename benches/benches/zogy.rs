@@ -16,7 +16,9 @@ use std::path::PathBuf;
 fn data(sub: &str) -> Option<PathBuf> {
     let p = match std::env::var("DIFFIM_DATA") {
         Ok(d) => PathBuf::from(d).join(sub),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/real").join(sub),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/real")
+            .join(sub),
     };
     p.exists().then_some(p)
 }
@@ -51,12 +53,16 @@ fn properimage(c: &mut Criterion) {
         if let (Some(py), Some(px)) = (pad[0].as_u64(), pad[1].as_u64()) {
             let f = Fft2::<f32>::new(py as usize, px as usize);
             let a = Array2::<f32>::ones((py as usize, px as usize));
-            g.bench_function(format!("fft_f32_{py}x{px}_yardstick"), |bch| bch.iter(|| black_box(f.forward(&a.view()))));
+            g.bench_function(format!("fft_f32_{py}x{px}_yardstick"), |bch| {
+                bch.iter(|| black_box(f.forward(&a.view())))
+            });
         }
     }
     let f = Fft2::<f32>::new(1050, 700);
     let one = Array2::<f32>::ones((1050, 700));
-    g.bench_function("fft_f32_1050x700_yardstick", |bch| bch.iter(|| black_box(f.forward(&one.view()))));
+    g.bench_function("fft_f32_1050x700_yardstick", |bch| {
+        bch.iter(|| black_box(f.forward(&one.view())))
+    });
     g.bench_function("subtract_zogy_with_psf_estimation", |bch| {
         bch.iter(|| black_box(subtract_zogy(&inputs, &opts).map(|s| s.diff.len())))
     });
@@ -66,21 +72,40 @@ fn properimage(c: &mut Criterion) {
 fn synthetic(c: &mut Criterion, n: usize) {
     let p = gaussian_stamp(25, 4.0, 0.0, 0.0);
     let q = gaussian_stamp(25, 3.0, 0.0, 0.0);
-    let img = Array2::from_shape_fn((n, n), |(y, x)| (((x * 7919 + y * 104_729) % 1009) as f32 / 1009.0 - 0.5) * 3.46);
+    let img = Array2::from_shape_fn((n, n), |(y, x)| {
+        (((x * 7919 + y * 104_729) % 1009) as f32 / 1009.0 - 0.5) * 3.46
+    });
     let noise = Array2::from_elem((n, n), 1.0f32);
     let mut g = c.benchmark_group(format!("zogy_synthetic_{n}"));
     g.sample_size(10);
-    let params = ZogyParams { beta: BetaMode::Fixed(1.0), ..Default::default() };
-    let plain = ZogyInputs { sigma_new: Some(1.0), sigma_ref: Some(1.0), ..ZogyInputs::new(img.view(), img.view(), &p, &q) };
+    let params = ZogyParams {
+        beta: BetaMode::Fixed(1.0),
+        ..Default::default()
+    };
+    let plain = ZogyInputs {
+        sigma_new: Some(1.0),
+        sigma_ref: Some(1.0),
+        ..ZogyInputs::new(img.view(), img.view(), &p, &q)
+    };
     if let Ok(r) = zogy(&plain, &params) {
         let (py, px) = r.diagnostics.pad_shape;
         let f = Fft2::<f32>::new(py, px);
         let a = Array2::<f32>::ones((py, px));
-        g.bench_function(format!("fft_f32_{py}x{px}_yardstick"), |bch| bch.iter(|| black_box(f.forward(&a.view()))));
+        g.bench_function(format!("fft_f32_{py}x{px}_yardstick"), |bch| {
+            bch.iter(|| black_box(f.forward(&a.view())))
+        });
     }
-    g.bench_function("zogy_core_no_noise_maps_6_ffts", |bch| bch.iter(|| black_box(zogy(&plain, &params).map(|r| r.beta))));
-    let full = ZogyInputs { new_noise: Some(noise.view()), ref_noise: Some(noise.view()), ..ZogyInputs::new(img.view(), img.view(), &p, &q) };
-    g.bench_function("zogy_core_noise_maps_11_ffts", |bch| bch.iter(|| black_box(zogy(&full, &params).map(|r| r.beta))));
+    g.bench_function("zogy_core_no_noise_maps_6_ffts", |bch| {
+        bch.iter(|| black_box(zogy(&plain, &params).map(|r| r.beta)))
+    });
+    let full = ZogyInputs {
+        new_noise: Some(noise.view()),
+        ref_noise: Some(noise.view()),
+        ..ZogyInputs::new(img.view(), img.view(), &p, &q)
+    };
+    g.bench_function("zogy_core_noise_maps_11_ffts", |bch| {
+        bch.iter(|| black_box(zogy(&full, &params).map(|r| r.beta)))
+    });
     g.finish();
 }
 

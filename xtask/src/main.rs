@@ -53,10 +53,16 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.task {
-        Task::FetchData { from, dest, write_manifest } => {
-            fetch_data(from.as_deref(), dest, write_manifest)
-        }
-        Task::Bench { quick, only, criterion_args } => bench(quick, only, &criterion_args),
+        Task::FetchData {
+            from,
+            dest,
+            write_manifest,
+        } => fetch_data(from.as_deref(), dest, write_manifest),
+        Task::Bench {
+            quick,
+            only,
+            criterion_args,
+        } => bench(quick, only, &criterion_args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,7 +98,9 @@ fn read_manifest(path: &Path) -> Result<Vec<Entry>, String> {
         if f.len() != 4 {
             return Err(format!("{}:{}: expected 4 fields", path.display(), n + 1));
         }
-        let bytes = f[1].parse().map_err(|_| format!("{}:{}: bad size", path.display(), n + 1))?;
+        let bytes = f[1]
+            .parse()
+            .map_err(|_| format!("{}:{}: bad size", path.display(), n + 1))?;
         out.push(Entry {
             sha256: f[0].to_string(),
             bytes,
@@ -109,7 +117,9 @@ fn sha256_file(path: &Path) -> Result<(String, u64), String> {
     let mut buf = vec![0u8; 1 << 16];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
+        let k = f
+            .read(&mut buf)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         if k == 0 {
             break;
         }
@@ -131,7 +141,14 @@ fn atomic_copy(src: &Path, dst: &Path) -> Result<(), String> {
 fn download(url: &str, dst: &Path) -> Result<(), String> {
     let tmp = dst.with_extension("part");
     let status = Command::new("curl")
-        .args(["--fail", "--location", "--silent", "--show-error", "--retry", "3"])
+        .args([
+            "--fail",
+            "--location",
+            "--silent",
+            "--show-error",
+            "--retry",
+            "3",
+        ])
         .args(["--max-time", "300", "--output"])
         .arg(&tmp)
         .arg(url)
@@ -144,7 +161,11 @@ fn download(url: &str, dst: &Path) -> Result<(), String> {
     fs::rename(&tmp, dst).map_err(|e| format!("rename {}: {e}", dst.display()))
 }
 
-fn fetch_data(from: Option<&Path>, dest: Option<PathBuf>, write_manifest: bool) -> Result<(), String> {
+fn fetch_data(
+    from: Option<&Path>,
+    dest: Option<PathBuf>,
+    write_manifest: bool,
+) -> Result<(), String> {
     let root = workspace_root();
     let manifest_path = root.join("data/real-manifest.txt");
     let entries = read_manifest(&manifest_path)?;
@@ -220,11 +241,15 @@ struct Row {
 fn bench(quick: bool, only: Option<String>, extra: &[String]) -> Result<(), String> {
     let root = workspace_root();
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(&root).args(["bench", "-p", "diffim-benches"]);
+    cmd.current_dir(&root)
+        .args(["bench", "-p", "diffim-benches"]);
     if let Some(o) = &only {
         let benches_dir = root.join("benches/benches");
         let mut any = false;
-        for ent in fs::read_dir(&benches_dir).map_err(|e| e.to_string())?.flatten() {
+        for ent in fs::read_dir(&benches_dir)
+            .map_err(|e| e.to_string())?
+            .flatten()
+        {
             let name = ent.file_name().to_string_lossy().to_string();
             if let Some(stem) = name.strip_suffix(".rs")
                 && stem.contains(o.as_str())
@@ -242,14 +267,24 @@ fn bench(quick: bool, only: Option<String>, extra: &[String]) -> Result<(), Stri
         cmd.arg("--quick");
     }
     cmd.args(extra);
-    let status = cmd.status().map_err(|e| format!("cannot run cargo bench: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo bench: {e}"))?;
     if !status.success() {
         return Err(format!("cargo bench failed ({status})"));
     }
     // The peak-memory helper runs each `subtract` case once in a fresh process.
     let built = Command::new(env!("CARGO"))
         .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "diffim-benches", "--bin", "peakmem"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "diffim-benches",
+            "--bin",
+            "peakmem",
+        ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
@@ -296,8 +331,11 @@ fn collect_rows(crit: &Path) -> Result<Vec<Row>, String> {
             }
             for (size, est) in cases {
                 let text = fs::read_to_string(&est).map_err(|e| e.to_string())?;
-                let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-                let Some(ns) = v["mean"]["point_estimate"].as_f64() else { continue };
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                let Some(ns) = v["mean"]["point_estimate"].as_f64() else {
+                    continue;
+                };
                 rows.push(Row {
                     group: group.clone(),
                     function: function.clone(),
@@ -311,8 +349,11 @@ fn collect_rows(crit: &Path) -> Result<Vec<Row>, String> {
         }
     }
     rows.sort_by(|a, b| {
-        (a.group.as_str(), size_key(&a.size), a.function.as_str())
-            .cmp(&(b.group.as_str(), size_key(&b.size), b.function.as_str()))
+        (a.group.as_str(), size_key(&a.size), a.function.as_str()).cmp(&(
+            b.group.as_str(),
+            size_key(&b.size),
+            b.function.as_str(),
+        ))
     });
     // Ratio to the FFT yardstick of the same group and size.
     let yard: Vec<(String, String, f64)> = rows
@@ -342,7 +383,10 @@ fn attach_peak_memory(root: &Path, rows: &mut [Row]) {
         return;
     }
     for r in rows.iter_mut() {
-        let Ok(out) = Command::new(&bin).args([&r.group, &r.function, &r.size]).output() else {
+        let Ok(out) = Command::new(&bin)
+            .args([&r.group, &r.function, &r.size])
+            .output()
+        else {
             continue;
         };
         if !out.status.success() {

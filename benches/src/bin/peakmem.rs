@@ -22,8 +22,12 @@ fn main() -> ExitCode {
     if group != "subtract" {
         return ExitCode::from(2);
     }
-    let Ok(size) = size.parse::<usize>() else { return ExitCode::from(2) };
-    let Ok(pair) = diffim_benches::pair(size) else { return ExitCode::FAILURE };
+    let Ok(size) = size.parse::<usize>() else {
+        return ExitCode::from(2);
+    };
+    let Ok(pair) = diffim_benches::pair(size) else {
+        return ExitCode::FAILURE;
+    };
     let ok = match function.as_str() {
         "fft2_yardstick" => {
             let fft = diffim::core::fft::Fft2::<f32>::new(size, size);

@@ -39,7 +39,7 @@ mod stamp;
 pub use adjust::{ADJUSTED, AdjustParams, AdjustResult, adjust_cutout, chi2_sf};
 pub use error::CutoutError;
 pub use gallery::{GalleryItem, write_gallery};
-pub use io::{load_cutout, write_cutout};
+pub use io::{MAX_META, load_cutout, write_cutout};
 pub use meta::{MetaValue, j2000_name};
 pub use plot::{
     ColorMap, MARK_COLOR, MASK_BAD, MASK_GOOD, Mark, MarkPos, NAN_COLOR, PlotParams, Stretch,

@@ -11,7 +11,17 @@ fn demo_writes_a_readable_pair() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     let status = Command::new(env!("CARGO_BIN_EXE_diffim"))
-        .args(["demo", "--size", "256", "--seed", "5", "--out"])
+        .args([
+            "demo",
+            "--sim-only",
+            "--transients",
+            "20",
+            "--size",
+            "256",
+            "--seed",
+            "5",
+            "--out",
+        ])
         .arg(&out)
         .status()
         .unwrap();
@@ -46,7 +56,16 @@ fn demo_writes_a_readable_pair() {
 
     // Running again replaces the files.
     let again = Command::new(env!("CARGO_BIN_EXE_diffim"))
-        .args(["--quiet", "demo", "--size", "256", "--seed", "6", "--out"])
+        .args([
+            "--quiet",
+            "demo",
+            "--sim-only",
+            "--size",
+            "256",
+            "--seed",
+            "6",
+            "--out",
+        ])
         .arg(&out)
         .status()
         .unwrap();

@@ -94,6 +94,18 @@ impl Layout {
         }
     }
 
+    /// The differential shift values of pixel `(y, x)` (at least `(hy, hx)` from the edges):
+    /// `out[s] = C(x - s) - C(x)` for `s != center`, `out[center] = C(x)`.
+    #[inline]
+    pub fn fill_shifts(&self, c: &ArrayView2<f32>, y: usize, x: usize, out: &mut [f64]) {
+        let c0 = c[[y, x]] as f64;
+        for (d, &(dy, dx)) in out.iter_mut().zip(self.shifts.iter()) {
+            let v = c[[(y as isize - dy) as usize, (x as isize - dx) as usize]] as f64;
+            *d = v - c0;
+        }
+        out[self.center] = c0;
+    }
+
     /// Fills the design row of pixel `(y, x)` (which must be at least `(hy, hx)` from the
     /// edges) for the convolved image `c`; `scratch` holds `shifts.len()` values.
     pub fn fill_row(

@@ -27,6 +27,7 @@
 //!     fit_region: FitRegion::FullFrame,
 //!     fwhm_science: Some(3.0),
 //!     fwhm_template: Some(2.0),
+//!     ridge: 0.0, // noiseless and exact: no regularisation bias
 //!     ..SfftParams::default()
 //! };
 //! let res = subtract(&SfftInputs::new(sci.view(), tmpl.view()), &params).unwrap();
@@ -60,17 +61,38 @@
 //! clipping iteration. This crate instead uses the exact per-pixel design on selected pixels
 //! ([`FitRegion::Stamps`]: squares of side `obj_size` around up to `max_stamps` stars spread
 //! over the field, plus a grid of background patches): rows are generated in chunks of 2048
-//! and accumulated into `X^T W X` with faer's matmul, so the `N x P` design matrix is never
-//! held; sigma clipping downdates/updates only the rows whose status changed. The cost is
-//! `O(n_rows P^2)` independent of the image size; the full-frame work is the kernel
-//! application (`O(N P)`, direct, no FFT). [`FitRegion::FullFrame`] uses every good pixel
-//! (exact, for small images and as the reference in tests).
+//! and accumulated into `X^T W X` without forming `X`: the column of parameter `(i, s)` is
+//! `m_i(x) phi_s(x)`, so every kernel-kernel block is `Phi^T diag(w m_i m_j) Phi` and only
+//! one `n_shifts x n_shifts` symmetric product per distinct product monomial `m_i m_j` (15 at
+//! order 2) is computed, lower triangle only (faer's triangular matmul): `15 * 81^2` instead
+//! of `492^2 / 2` flops per row for a 9x9 kernel. Sigma clipping downdates/updates only the
+//! rows whose status changed. The cost is independent of the image size (~80k rows: 400
+//! stamps of 13x13 plus 144 patches of 9x9). [`FitRegion::FullFrame`] uses every good pixel (exact,
+//! for small images and as the reference in tests); [`SfftInputs::fit_mask`] excludes
+//! pixels from the fit only (SFFT's `mask4sfft`).
+//!
+//! # Kernel application: direct, not FFT
+//! On image row `y` the kernel value at shift `s` is a polynomial in `cx` only (the `cy`
+//! powers are collapsed once per row), evaluated by Horner's rule in f32; each pixel-shift
+//! then costs `order` FMAs for the kernel, one for the convolution and two for the variance
+//! `sum_s K_x(s)^2 var(x - s)`, vectorised over column strips of 512 px processed in bands of
+//! 32 rows (so the source rows stay in cache). For a 7x7 kernel at order 2 that is ~300
+//! flops per pixel, cheaper than the exact FFT route (one forward and 6 inverse full-frame
+//! FFTs for the image plus one forward and 15 inverse FFTs for the variance with the
+//! products of the term kernels). Measured single-threaded: 0.19 s at 2048^2, 0.9 s at
+//! 4096^2 (7x7).
+//!
+//! # Kernel size
+//! [`SfftParams::kernel_shape`] defaults to STDPipe's 7x7; [`SfftParams::auto_kernel`]
+//! derives it from the FWHMs with [`auto_kernel_shape`] (half-width `ceil(3 sigma)` of the
+//! Gaussian matching kernel, 3 to 10), which the diffim facade uses by default.
 //!
 //! The system is Jacobi-scaled (unit diagonal), `ridge` is added to the diagonal and the flux
 //! penalty to the penalised `(0,0)` terms, then solved by Cholesky; the symmetric
 //! eigen-decomposition (eigenvalues below `1e-13` of the largest dropped) is the fallback
 //! when Cholesky fails or the condition estimate (eigenvalue ratio of the scaled matrix,
-//! [`SfftResult::condition`]) exceeds `1e13`.
+//! [`SfftResult::condition`], computed on the final solve only, and only when the ridge
+//! does not already bound it) exceeds `1e13`.
 //!
 //! # Direction and units
 //! The sharper image is convolved ([`ConvolveChoice::Auto`]). Whatever the direction,
@@ -96,7 +118,8 @@ mod params;
 mod stamps;
 
 pub use params::{
-    auto_kernel_shape, ConvolveChoice, Convolved, FitRegion, FluxModel, SfftError, SfftInputs, SfftParams,
+    ConvolveChoice, Convolved, FitRegion, FluxModel, SfftError, SfftInputs, SfftParams,
+    auto_kernel_shape,
 };
 
 use diffim_core::mask::{dilate, finite_mask};
@@ -141,7 +164,9 @@ pub struct SfftResult {
     pub n_good: usize,
     /// Number of solves (fit / clip iterations).
     pub n_iter: usize,
-    /// Condition estimate of the final (scaled, regularised) normal matrix.
+    /// Condition estimate of the final (scaled, regularised) normal matrix: the eigenvalue
+    /// ratio when the ridge does not bound it below 1e13 (e.g. `ridge = 0`), else the cheap
+    /// Cholesky estimate `max L_kk^2 / min L_kk^2` (a lower bound).
     pub condition: f64,
     /// Whether the eigen-decomposition fallback solved the system.
     pub used_fallback: bool,
@@ -357,6 +382,9 @@ pub fn subtract(inputs: &SfftInputs, params: &SfftParams) -> Result<SfftResult, 
     if let Some(m) = &inputs.template_noise {
         check_shape("template_noise", shape, m.dim())?;
     }
+    if let Some(m) = &inputs.fit_mask {
+        check_shape("fit_mask", shape, m.dim())?;
+    }
     let (ky, kx) = params.kernel_shape;
     if ny < ky + 2 || nx < kx + 2 {
         return Err(SfftError::ImageTooSmall { ny, nx, ky, kx });
@@ -465,7 +493,10 @@ pub fn subtract(inputs: &SfftInputs, params: &SfftParams) -> Result<SfftResult, 
     let mut rows = Vec::new();
     for y in hy..ny - hy {
         for x in hx..nx - hx {
-            if out_mask[[y, x]] || selected.as_ref().is_some_and(|s| !s[[y, x]]) {
+            if out_mask[[y, x]]
+                || selected.as_ref().is_some_and(|s| !s[[y, x]])
+                || inputs.fit_mask.as_ref().is_some_and(|m| m[[y, x]])
+            {
                 continue;
             }
             let (a, b) = (sig_tg[[y, x]] as f64, sig_c[[y, x]] as f64);

@@ -139,7 +139,7 @@ impl Default for SfftParams {
 /// GPU cost does not grow with the kernel); here the cost grows as the square of the number
 /// of kernel pixels. Non-finite or non-positive FWHMs give the STDPipe default `(7, 7)`.
 pub fn auto_kernel_shape(fwhm_science: f64, fwhm_template: f64) -> (usize, usize) {
-    if !(fwhm_science > 0.0 && fwhm_template > 0.0) || !(fwhm_science + fwhm_template).is_finite() {
+    if !(fwhm_science > 0.0 && fwhm_template > 0.0 && (fwhm_science + fwhm_template).is_finite()) {
         return (7, 7);
     }
     let sm = (fwhm_science * fwhm_science - fwhm_template * fwhm_template)
@@ -166,6 +166,10 @@ pub struct SfftInputs<'a> {
     pub science_noise: Option<ArrayView2<'a, f32>>,
     /// Per-pixel RMS noise of the template.
     pub template_noise: Option<ArrayView2<'a, f32>>,
+    /// Pixels excluded from the fit only (`true` = do not fit; e.g. the complement of SFFT's
+    /// `mask4sfft`, which marks the pixels to use). Unlike the image masks they are still
+    /// subtracted and kept in the outputs.
+    pub fit_mask: Option<ArrayView2<'a, bool>>,
 }
 
 impl<'a> SfftInputs<'a> {
@@ -178,6 +182,7 @@ impl<'a> SfftInputs<'a> {
             template_mask: None,
             science_noise: None,
             template_noise: None,
+            fit_mask: None,
         }
     }
 }

@@ -35,46 +35,11 @@ fn real_data(sub: &str) -> Option<PathBuf> {
     None
 }
 
-/// Minimal FITS primary-HDU reader (BITPIX 16/32/-32/-64, BSCALE/BZERO) for the tests, so
-/// they do not depend on the state of fits-io.
+/// Reads a FITS image with fits-io (BSCALE/BZERO applied).
 fn read_fits(path: &Path) -> Array2<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let (mut bitpix, mut n1, mut n2, mut bzero, mut bscale) = (0i64, 0usize, 0usize, 0.0, 1.0);
-    let mut off = 0;
-    'hdr: loop {
-        let block = &bytes[off..off + 2880];
-        off += 2880;
-        for card in block.chunks(80) {
-            let s = std::str::from_utf8(card).unwrap();
-            let key = s[..8].trim();
-            let val = s.get(10..).unwrap_or("").split('/').next().unwrap().trim();
-            match key {
-                "BITPIX" => bitpix = val.parse().unwrap(),
-                "NAXIS1" => n1 = val.parse().unwrap(),
-                "NAXIS2" => n2 = val.parse().unwrap(),
-                "BZERO" => bzero = val.parse().unwrap(),
-                "BSCALE" => bscale = val.parse().unwrap(),
-                "END" => break 'hdr,
-                _ => {}
-            }
-        }
-    }
-    let nb = (bitpix.unsigned_abs() / 8) as usize;
-    let raw = &bytes[off..off + n1 * n2 * nb];
-    let vals: Vec<f32> = raw
-        .chunks(nb)
-        .map(|c| {
-            let v = match bitpix {
-                16 => i16::from_be_bytes([c[0], c[1]]) as f64,
-                32 => i32::from_be_bytes(c.try_into().unwrap()) as f64,
-                -32 => f32::from_be_bytes(c.try_into().unwrap()) as f64,
-                -64 => f64::from_be_bytes(c.try_into().unwrap()),
-                _ => panic!("BITPIX {bitpix}"),
-            };
-            (bzero + bscale * v) as f32
-        })
-        .collect();
-    Array2::from_shape_vec((n2, n1), vals).unwrap()
+    fits_io::read_image::<f32>(path, &fits_io::Hdu::Primary)
+        .unwrap()
+        .data
 }
 
 struct SepBkg {

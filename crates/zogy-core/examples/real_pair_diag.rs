@@ -25,7 +25,7 @@ fn main() {
     let dir = std::env::var("DIFFIM_DATA").unwrap_or("/work/shared/data".into());
     let hdu = fits_io::Hdu::Primary;
     let rd = |f: &str| {
-        fits_io::read_image::<f32>(&format!("{dir}/properimage/{f}").as_ref(), &hdu)
+        fits_io::read_image::<f32>(format!("{dir}/properimage/{f}").as_ref(), &hdu)
             .unwrap()
             .data
     };
@@ -38,7 +38,9 @@ fn main() {
     let smask = |a: &Array2<f32>| {
         let mut m = zogy_core::masks::saturation_mask(&a.view(), None, dil);
         if flat {
-            m.zip_mut_with(&zogy_core::masks::flat_run_mask(&a.view(), 8, 2), |p, q| *p |= q);
+            m.zip_mut_with(&zogy_core::masks::flat_run_mask(&a.view(), 8, 2), |p, q| {
+                *p |= q
+            });
         }
         m
     };
@@ -46,11 +48,12 @@ fn main() {
     let gs = env("ZD_GAIN", 1.0);
     let (gain_n, gain_r) = (1.35 * gs, 1.52 * gs);
     let est = |img: &Array2<f32>, m: &Array2<bool>, g: f64| {
-        let p = PsfEstimateParams {
+        let mut p = PsfEstimateParams {
             saturation: Some(sat),
             gain: Some(g),
             ..Default::default()
         };
+        p.select.stamp_fwhm_factor = env("ZD_STAMP", 5.0);
         estimate_psf(&img.view(), Some(&m.view()), &p).unwrap()
     };
     let e0 = est(&clean, &nm, 1.35);
@@ -119,13 +122,43 @@ fn main() {
     if crs > 0.0 {
         let (xc, yc) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
         let ratio = env("ZD_CRR", 1.5);
-        let a = zogy_core::masks::sharp_pixel_mask(&n.view(), &sn.view(), &se.model.psf_at(xc, yc), crs, ratio, 1);
-        let b = zogy_core::masks::sharp_pixel_mask(&r.view(), &tn.view(), &te.model.psf_at(xc, yc), crs, ratio, 1);
-        eprintln!("sharp pixels: new {} ref {}", a.iter().filter(|&&v| v).count(), b.iter().filter(|&&v| v).count());
+        let a = zogy_core::masks::sharp_pixel_mask(
+            &n.view(),
+            &sn.view(),
+            &se.model.psf_at(xc, yc),
+            crs,
+            ratio,
+            1,
+        );
+        let b = zogy_core::masks::sharp_pixel_mask(
+            &r.view(),
+            &tn.view(),
+            &te.model.psf_at(xc, yc),
+            crs,
+            ratio,
+            1,
+        );
+        eprintln!(
+            "sharp pixels: new {} ref {}",
+            a.iter().filter(|&&v| v).count(),
+            b.iter().filter(|&&v| v).count()
+        );
         if std::env::var("ZD_DEBUG").is_ok() {
-            let a0 = zogy_core::masks::sharp_pixel_mask(&n.view(), &sn.view(), &se.model.psf_at(xc, yc), crs, ratio, 0);
+            let a0 = zogy_core::masks::sharp_pixel_mask(
+                &n.view(),
+                &sn.view(),
+                &se.model.psf_at(xc, yc),
+                crs,
+                ratio,
+                0,
+            );
             for ((y, x), _) in a0.indexed_iter().filter(|(_, v)| **v).take(12) {
-                eprintln!("  sharp ({x},{y}) v {:.0} nb {:?} noise {:.1}", n[[y, x]], (n[[y-1,x]], n[[y+1,x]], n[[y,x-1]], n[[y,x+1]]), sn[[y, x]]);
+                eprintln!(
+                    "  sharp ({x},{y}) v {:.0} nb {:?} noise {:.1}",
+                    n[[y, x]],
+                    (n[[y - 1, x]], n[[y + 1, x]], n[[y, x - 1]], n[[y, x + 1]]),
+                    sn[[y, x]]
+                );
             }
             eprintln!("  n centres {}", a0.iter().filter(|v| **v).count());
         }
@@ -171,7 +204,11 @@ fn main() {
         ..ZogyInputs::new(n.view(), r.view(), pnd, prd)
     };
     let res = zogy(&inputs, &params).unwrap();
-    eprintln!("time {:.3} s sig_ast {:?}", t0.elapsed().as_secs_f64(), res.diagnostics.sigma_astrometric);
+    eprintln!(
+        "time {:.3} s sig_ast {:?}",
+        t0.elapsed().as_secs_f64(),
+        res.diagnostics.sigma_astrometric
+    );
     report(&res, &fakes, &se.objects, &new, &reference, sat);
 }
 

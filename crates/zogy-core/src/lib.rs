@@ -77,7 +77,7 @@ mod subtract;
 pub use coadd::{CoaddImage, CoaddParams, CoaddResult, proper_coadd};
 pub use error::ZogyError;
 pub use params::{BetaMode, ZogyDiagnostics, ZogyInputs, ZogyParams, ZogyResult};
-pub use psf::{FnPsf, PsfProvider};
+pub use psf::{FnPsf, PsfProvider, remove_pedestal};
 pub use subtract::zogy;
 
 /// The smallest odd 7-smooth integer `>= n` (odd FFT grids have no Nyquist bin, so phase

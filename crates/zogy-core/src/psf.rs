@@ -70,3 +70,28 @@ pub(crate) fn checked_stamp(
     st.mapv_inplace(|v| v / s);
     Ok(st)
 }
+
+/// Removes a constant pedestal from a PSF stamp: subtracts the median of its outermost ring
+/// of pixels and renormalises to unit sum. For empirical PSFs whose stamps were cut with an
+/// imperfect background (a positive pedestal lowers the normalised core and biases PSF-fit
+/// fluxes, hence beta, by the pedestal's share of the sum). Stamps smaller than 3x3, or with
+/// a non-positive sum after the subtraction, are returned unchanged.
+pub fn remove_pedestal(stamp: &Array2<f64>) -> Array2<f64> {
+    let (h, w) = stamp.dim();
+    if h < 3 || w < 3 {
+        return stamp.clone();
+    }
+    let ring = (0..w)
+        .flat_map(|i| [stamp[[0, i]], stamp[[h - 1, i]]])
+        .chain((1..h - 1).flat_map(|j| [stamp[[j, 0]], stamp[[j, w - 1]]]));
+    let Some(ped) = diffim_core::stats::median(ring) else {
+        return stamp.clone();
+    };
+    let out = stamp.mapv(|v| v - ped);
+    let s = out.sum();
+    if s > 0.0 && s.is_finite() {
+        out / s
+    } else {
+        stamp.clone()
+    }
+}

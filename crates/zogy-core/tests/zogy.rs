@@ -610,8 +610,22 @@ fn run_estimated(
         &NoiseParams::default(),
     )
     .unwrap();
-    let n = new - &se.background.background;
-    let r = reference - &te.background.background;
+    let mut n = new - &se.background.background;
+    let mut r = reference - &te.background.background;
+    // Cosmic-ray / hot pixels replaced (as the facade does).
+    let (ny, nx) = n.dim();
+    let (xc, yc) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
+    for (img, noise, model) in [(&mut n, &sn, &se.model), (&mut r, &tn, &te.model)] {
+        let m = zogy_core::masks::sharp_pixel_mask(
+            &img.view(),
+            &noise.view(),
+            &model.psf_at(xc, yc),
+            6.0,
+            2.0,
+            1,
+        );
+        zogy_core::masks::inpaint(img, &m.view());
+    }
     let ok = |o: &&source_extract::Object| o.flags == 0 && o.snr >= 20.0;
     let tsel: Vec<_> = te.objects.iter().filter(ok).collect();
     let stars: Vec<(f64, f64)> = se
@@ -621,8 +635,9 @@ fn run_estimated(
         .filter(|o| tsel.iter().any(|p| (p.x - o.x).hypot(p.y - o.y) < 1.5))
         .map(|o| (o.x, o.y))
         .collect();
-    let pn = FnPsf(|x, y| se.model.psf_at(x, y));
-    let pr = FnPsf(|x, y| te.model.psf_at(x, y));
+    // psf-kl stamps carry a small positive background pedestal: remove it (beta bias).
+    let pn = FnPsf(|x, y| zogy_core::remove_pedestal(&se.model.psf_at(x, y)));
+    let pr = FnPsf(|x, y| zogy_core::remove_pedestal(&te.model.psf_at(x, y)));
     let inputs = ZogyInputs {
         new_mask: Some(masks.0.view()),
         ref_mask: Some(masks.1.view()),
@@ -633,8 +648,11 @@ fn run_estimated(
         stars: &stars,
         ..ZogyInputs::new(n.view(), r.view(), &pn, &pr)
     };
-    let res = zogy(&inputs, &ZogyParams::default()).unwrap();
-    drop(inputs);
+    let params = ZogyParams {
+        psf_error: 0.02,
+        ..Default::default()
+    };
+    let res = zogy(&inputs, &params).unwrap();
     Estimated { res, psf_new: se }
 }
 
@@ -663,9 +681,9 @@ fn sky_sim_quality_with_estimated_psfs_and_background() {
         q.flux_ratio,
         e.res.diagnostics.n_tiles
     );
-    // KNOWN GAP: with psf-kl PSFs beta comes out ~2.5 % high (1.230 for 1.2; the true-PSF run
-    // gives 1.2011); the flux ratio inherits it. Tolerance set to the measured value + margin.
-    assert!((e.res.beta - 1.2).abs() < 0.036, "beta {}", e.res.beta);
+    // psf-kl stamps carry a background pedestal (~3 % of the sum for the science PSF), which
+    // biased beta to 1.230; with `remove_pedestal` it is 1.2102 (truth 1.2, true PSFs 1.2010).
+    assert!((e.res.beta - 1.2).abs() < 0.015, "beta {}", e.res.beta);
     assert!(
         (0.95..=1.05).contains(&q.scorr_std),
         "Scorr std {}",
@@ -723,7 +741,15 @@ fn properimage_pair_with_injected_fakes() {
     let reference = fits_io::read_image::<f32>(&p4, &hdu).unwrap().data;
     let clean = fits_io::read_image::<f32>(&p5, &hdu).unwrap().data;
     let sat = 65_000.0;
-    let smask = |a: &Array2<f32>| a.mapv(|v| !v.is_finite() || v as f64 >= sat);
+    // Hard saturation (65535 plateau) grown by 5 px, and the constant fill of the aligned
+    // frames' borders.
+    let smask = |a: &Array2<f32>| {
+        let mut m = zogy_core::masks::saturation_mask(&a.view(), None, 5);
+        m.zip_mut_with(&zogy_core::masks::flat_run_mask(&a.view(), 8, 2), |p, q| {
+            *p |= q
+        });
+        m
+    };
     let (rm, nm) = (smask(&reference), smask(&clean));
     let (gain_n, gain_r) = (1.35, 1.52);
     // First pass on the clean pair: the image's own PSF and empty positions.
@@ -752,7 +778,7 @@ fn properimage_pair_with_injected_fakes() {
             continue;
         }
         let (xi, yi) = (x.round() as usize, y.round() as usize);
-        let p = e0.psf_new.model.psf_at(x, y);
+        let p = zogy_core::remove_pedestal(&e0.psf_new.model.psf_at(x, y));
         let p = zogy_shift(&p, y - yi as f64, x - xi as f64);
         let h = p.dim().0 / 2;
         let p2: f64 = p.iter().map(|v| v * v).sum();
@@ -825,9 +851,12 @@ fn properimage_pair_with_injected_fakes() {
         bright.len()
     );
     assert!((0.95..=1.05).contains(&sd), "Scorr std {sd}");
-    // KNOWN GAP: the target is <= 1 per Mpix; measured ~62/Mpix (43 peaks), at PSF-mismatch
-    // residuals of bright stars. This bound only guards against regressions.
-    assert!(fp_mpix <= 80.0, "false positives {fps}");
+    // KNOWN GAP: the target is <= 1 per Mpix. Measured 5.7/Mpix (4 peaks): at the PSF-model
+    // wings (8-10 px) of the brightest unsaturated stars (~5e5 ADU), at resampled cosmic rays
+    // of the reference not sharp enough to be flagged, and at a faint object brighter in the
+    // new frame. (Before the flat-border mask, hot-pixel replacement, estimated astrometric
+    // noise, the PSF-error term and the pedestal removal: 62/Mpix.)
+    assert!(fp_mpix <= 8.0, "false positives {fps} ({fp_mpix:.1}/Mpix)");
     assert!(completeness >= 0.98, "completeness {completeness}");
     assert!((fr - 1.0).abs() < 0.03, "flux ratio {fr}");
 }

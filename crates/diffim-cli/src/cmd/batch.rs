@@ -13,7 +13,7 @@ use crate::cmd::pipeline::run_pair;
 use crate::common::{PairFiles, PairInputs, load_image, say};
 use crate::{CliError, Context, Ctx};
 
-/// Run the pipeline on every pair of a CSV manifest, several at a time, into DIR/<name>/.
+/// Run the pipeline on every pair of a CSV manifest, several at a time, into `DIR/<name>/`.
 ///
 /// Manifest columns (header row required): `science`, `template` (paths, relative to the
 /// manifest's folder or absolute), and optionally `name` (output sub-folder; default the row

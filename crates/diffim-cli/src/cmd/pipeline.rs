@@ -158,26 +158,44 @@ pub fn report(res: &PipelineResult, out: &Path, ctx: &Ctx) {
     say(ctx, format!("timings: {}", stages.join(", ")));
 }
 
-/// Loads or fetches the template for `science`.
-fn template_for(args: &Args, science: &LoadedImage, ctx: &Ctx) -> Result<LoadedImage, CliError> {
+/// Loads the template, or fetches it from a survey onto the science grid (with its mask).
+fn template_for(
+    args: &Args,
+    science: &LoadedImage,
+    ctx: &Ctx,
+) -> Result<(LoadedImage, Option<diffim::ndarray::Array2<bool>>), CliError> {
     if let Some(t) = &args.template {
-        return load_image(t);
+        return Ok((load_image(t)?, None));
     }
-    let spec = args
+    let text = args
         .survey
         .as_deref()
         .ok_or_else(|| CliError::usage("give --template or --survey"))?;
-    let _ = (science, ctx, &args.cache_dir, args.offline);
-    Err(CliError::failure(format!(
-        "survey template {spec}: survey fetching is being wired in"
-    )))
+    let spec: diffim::survey::SurveySpec = text
+        .parse()
+        .map_err(|e: diffim::survey::FetchError| CliError::usage(e.to_string()))?;
+    let opts = diffim::survey::FetchOptions {
+        cache_dir: args.cache_dir.clone(),
+        offline: args.offline,
+        ..Default::default()
+    };
+    let t = crate::cmd::template::fetch_like(&spec, science, opts, ctx)?;
+    let path = PathBuf::from(format!("{spec}"));
+    Ok((
+        LoadedImage {
+            data: t.image,
+            header: t.header,
+            path,
+        },
+        Some(t.mask),
+    ))
 }
 
 /// Runs `diffim pipeline`.
 pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let params = args.params()?;
     let science = load_image(&args.science)?;
-    let template = template_for(args, &science, ctx)?;
+    let (template, fetched_mask) = template_for(args, &science, ctx)?;
     let files = PairFiles {
         mask: args.mask.as_deref(),
         template_mask: args.template_mask.as_deref(),
@@ -185,7 +203,13 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         template_gain: args.template_gain,
         ..Default::default()
     };
-    let pair = PairInputs::load(science, template, &files)?;
+    let mut pair = PairInputs::load(science, template, &files)?;
+    if let Some(m) = fetched_mask {
+        pair.template_mask = Some(match pair.template_mask.take() {
+            Some(given) => &given | &m,
+            None => m,
+        });
+    }
     let res = run_pair(&pair, &params, &args.out, ctx)?;
     report(&res, &args.out, ctx);
     Ok(())

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use diffim::fits::{WriteOptions, write_image, write_mask};
 use diffim::survey::{
-    Endpoints, FetchOptions, MaskParams, ProgressEvent, SurveySpec, fetch_template, mask_template,
-    read_catalog_csv,
+    Endpoints, FetchOptions, MaskParams, ProgressEvent, SurveySpec, Template, fetch_template,
+    mask_template, read_catalog_csv,
 };
 use diffim::wcs::{Grid, Wcs};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::common::{load_image, say};
+use crate::common::{LoadedImage, load_image, say};
 use crate::{CliError, Context, Ctx};
 
 /// Fetch a survey template resampled onto the grid (WCS and shape) of a science image.
@@ -69,6 +69,42 @@ pub struct Args {
     pub overwrite: bool,
 }
 
+/// Fetches `spec` on the pixel grid of `sci` (its WCS and shape), drawing a progress bar
+/// when progress bars are on. Used by `diffim template` and `diffim pipeline --survey`.
+pub fn fetch_like(
+    spec: &SurveySpec,
+    sci: &LoadedImage,
+    mut opts: FetchOptions,
+    ctx: &Ctx,
+) -> Result<Template, CliError> {
+    let bar = if ctx.progress {
+        let pb = ProgressBar::new(0);
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} [{elapsed}]")
+        {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(format!("fetching {spec}"));
+        pb.enable_steady_tick(Duration::from_millis(120));
+        Some(pb)
+    } else {
+        None
+    };
+    if let Some(pb) = &bar {
+        let pb = pb.clone();
+        opts.progress = Some(Arc::new(move |e: &ProgressEvent| {
+            pb.set_length(e.total as u64);
+            pb.set_position(e.done as u64);
+            pb.set_message(e.label.clone());
+        }));
+    }
+    let result = fetch_template(spec, &sci.header, sci.data.dim(), &opts);
+    if let Some(pb) = &bar {
+        pb.finish_and_clear();
+    }
+    result.context(format!("template {spec}"))
+}
+
 /// Runs `diffim template`.
 pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let spec: SurveySpec = args
@@ -91,32 +127,7 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     if let Some(b) = &args.base_url {
         opts.endpoints = Endpoints::all_at(b);
     }
-    let bar = if ctx.progress {
-        let pb = ProgressBar::new(0);
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} [{elapsed}]")
-        {
-            pb.set_style(style.progress_chars("=> "));
-        }
-        pb.set_message(format!("fetching {spec}"));
-        pb.enable_steady_tick(Duration::from_millis(120));
-        Some(pb)
-    } else {
-        None
-    };
-    if let Some(pb) = &bar {
-        let pb = pb.clone();
-        opts.progress = Some(Arc::new(move |e: &ProgressEvent| {
-            pb.set_length(e.total as u64);
-            pb.set_position(e.done as u64);
-            pb.set_message(e.label.clone());
-        }));
-    }
-    let result = fetch_template(&spec, &sci.header, sci.data.dim(), &opts);
-    if let Some(pb) = &bar {
-        pb.finish_and_clear();
-    }
-    let mut t = result.context(format!("template {spec}"))?;
+    let mut t = fetch_like(&spec, &sci, opts, ctx)?;
     if let Some(cat) = &args.catalog {
         let stars = read_catalog_csv(cat).context(cat.display())?;
         let grid = Grid::new(

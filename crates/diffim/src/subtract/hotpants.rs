@@ -5,14 +5,11 @@
 //! detected in both images, then [`hotpants_sys::run_hotpants`] on the raw images (HOTPANTS
 //! fits the differential background itself).
 
+use super::prep::{clean_stars, prepare_image};
 use super::{Method, SubtractError, SubtractInputs, Subtraction, seconds_since};
-use diffim_core::mask::finite_mask;
 use hotpants_sys::{HotpantsInputs, HotpantsParams, ImageInput, run_hotpants};
-use ndarray::{Array2, ArrayView2, Zip};
-use source_extract::{
-    BackgroundParams, DetectParams, FLAG_BLENDED, FLAG_EDGE, FLAG_MASKED, FLAG_SATURATED,
-    NoiseParams, Object, detect, estimate_background, estimate_fwhm, noise_model,
-};
+use ndarray::{Array2, ArrayView2};
+use source_extract::{Object, estimate_fwhm};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -71,44 +68,11 @@ fn prepare(
     noise: Option<&ArrayView2<f32>>,
     threshold: f64,
 ) -> Result<Prepared, SubtractError> {
-    let mut bad = finite_mask(image, mask);
-    if let Some(sat) = saturation {
-        Zip::from(&mut bad).and(image).for_each(|b, &v| {
-            if v as f64 >= sat {
-                *b = true;
-            }
-        });
-    }
-    if bad.iter().all(|&b| b) {
-        return Err(SubtractError::NoData(
-            "every pixel is masked or non-finite".into(),
-        ));
-    }
-    let bg = estimate_background(image, Some(&bad.view()), &BackgroundParams::default())?;
-    let noise = match noise {
-        Some(n) => n.to_owned(),
-        None => noise_model(
-            image,
-            &bg,
-            Some(&bad.view()),
-            gain.unwrap_or(f64::INFINITY),
-            &NoiseParams::default(),
-        )?,
-    };
-    let dp = DetectParams {
-        threshold,
-        gain,
-        saturation,
-        ..DetectParams::default()
-    };
-    let flagged = FLAG_SATURATED | FLAG_EDGE | FLAG_MASKED | FLAG_BLENDED;
-    let stars = detect(image, &bg, Some(&bad.view()), &dp)?
-        .into_iter()
-        .filter(|o| o.flags & flagged == 0)
-        .collect();
+    let p = prepare_image(image, mask, saturation, gain, noise)?;
+    let stars = clean_stars(image, &p, threshold, gain, saturation)?;
     Ok(Prepared {
-        mask: bad,
-        noise,
+        mask: p.mask,
+        noise: p.noise,
         stars,
     })
 }
@@ -234,6 +198,7 @@ pub fn subtract_hotpants(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use ndarray::Zip;
     use std::os::unix::fs::PermissionsExt;
 
     /// A stand-in for HOTPANTS: checks its inputs exist, then copies them to the outputs

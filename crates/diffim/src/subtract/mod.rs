@@ -10,6 +10,7 @@ use serde::Serialize;
 
 pub mod hotpants;
 mod output;
+mod prep;
 pub mod sfft;
 pub mod zogy;
 

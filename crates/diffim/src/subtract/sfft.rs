@@ -6,14 +6,10 @@
 //! images before the fit, so the fitted differential background (extra plane "background")
 //! only holds what the meshes missed.
 
+use super::prep::{clean_stars, prepare_image};
 use super::{Method, SubtractError, SubtractInputs, Subtraction, seconds_since};
-use diffim_core::mask::finite_mask;
-use ndarray::{Array2, ArrayView2, Zip};
 use sfft_core::{SfftInputs, SfftParams};
-use source_extract::{
-    BackgroundParams, DetectParams, FLAG_BLENDED, FLAG_EDGE, FLAG_MASKED, FLAG_SATURATED,
-    NoiseParams, detect, estimate_background, estimate_fwhm, noise_model,
-};
+use source_extract::estimate_fwhm;
 use std::time::Instant;
 
 /// Options of [`subtract_sfft`].
@@ -47,73 +43,6 @@ impl Default for SfftOptions {
     }
 }
 
-struct Prepared {
-    mask: Array2<bool>,
-    noise: Array2<f32>,
-    image: Array2<f32>,
-    background: source_extract::Background,
-}
-
-fn prepare(
-    image: &ArrayView2<f32>,
-    mask: Option<&ArrayView2<bool>>,
-    saturation: Option<f64>,
-    gain: Option<f64>,
-    noise: Option<&ArrayView2<f32>>,
-) -> Result<Prepared, SubtractError> {
-    let mut bad = finite_mask(image, mask);
-    if let Some(sat) = saturation {
-        Zip::from(&mut bad).and(image).for_each(|b, &v| {
-            if v as f64 >= sat {
-                *b = true;
-            }
-        });
-    }
-    if bad.iter().all(|&b| b) {
-        return Err(SubtractError::NoData(
-            "every pixel is masked or non-finite".into(),
-        ));
-    }
-    let bg = estimate_background(image, Some(&bad.view()), &BackgroundParams::default())?;
-    let noise = match noise {
-        Some(n) => n.to_owned(),
-        None => noise_model(
-            image,
-            &bg,
-            Some(&bad.view()),
-            gain.unwrap_or(f64::INFINITY),
-            &NoiseParams::default(),
-        )?,
-    };
-    let mut sub = image.to_owned();
-    Zip::from(&mut sub)
-        .and(&bg.background)
-        .for_each(|v, &b| *v -= b);
-    Ok(Prepared {
-        mask: bad,
-        noise,
-        image: sub,
-        background: bg,
-    })
-}
-
-/// Clean (unflagged) detections with their FWHM.
-fn stars(
-    image: &ArrayView2<f32>,
-    p: &Prepared,
-    threshold: f64,
-    gain: Option<f64>,
-) -> Result<Vec<source_extract::Object>, SubtractError> {
-    let dp = DetectParams {
-        threshold,
-        gain,
-        ..DetectParams::default()
-    };
-    let objs = detect(image, &p.background, Some(&p.mask.view()), &dp)?;
-    let bad = FLAG_SATURATED | FLAG_EDGE | FLAG_MASKED | FLAG_BLENDED;
-    Ok(objs.into_iter().filter(|o| o.flags & bad == 0).collect())
-}
-
 /// SFFT subtraction (Hu et al. 2022) of `inputs.template` from `inputs.science`.
 ///
 /// Extra planes: "convolved" (the convolved image), "background" (fitted differential
@@ -130,31 +59,35 @@ pub fn subtract_sfft(
     inputs.validate()?;
     let mut timings = Vec::new();
     let t0 = Instant::now();
-    let sci = prepare(
+    let sci = prepare_image(
         &inputs.science,
         inputs.science_mask.as_ref(),
         inputs.science_saturation,
         inputs.science_gain,
         inputs.science_noise.as_ref(),
     )?;
-    let tmpl = prepare(
+    let tmpl = prepare_image(
         &inputs.template,
         inputs.template_mask.as_ref(),
         inputs.template_saturation,
         inputs.template_gain,
         inputs.template_noise.as_ref(),
     )?;
+    // The mesh backgrounds come off both images before the fit.
+    let sci_image = &inputs.science - &sci.background.background;
+    let tmpl_image = &inputs.template - &tmpl.background.background;
     timings.push(("background+noise".to_string(), seconds_since(t0)));
 
     let t1 = Instant::now();
     let mut params = opts.params.clone();
     let need_t = params.obj.is_none() || params.fwhm_template.is_none();
     if need_t {
-        let st = stars(
+        let st = clean_stars(
             &inputs.template,
             &tmpl,
             opts.detect_threshold,
             inputs.template_gain,
+            None,
         )?;
         if params.fwhm_template.is_none() {
             params.fwhm_template = estimate_fwhm(&st).ok();
@@ -164,11 +97,12 @@ pub fn subtract_sfft(
         }
     }
     if params.fwhm_science.is_none() {
-        let st = stars(
+        let st = clean_stars(
             &inputs.science,
             &sci,
             opts.detect_threshold,
             inputs.science_gain,
+            None,
         )?;
         params.fwhm_science = estimate_fwhm(&st).ok();
     }
@@ -179,12 +113,13 @@ pub fn subtract_sfft(
 
     let t2 = Instant::now();
     let core_inputs = SfftInputs {
-        science: sci.image.view(),
-        template: tmpl.image.view(),
+        science: sci_image.view(),
+        template: tmpl_image.view(),
         science_mask: Some(sci.mask.view()),
         template_mask: Some(tmpl.mask.view()),
         science_noise: Some(sci.noise.view()),
         template_noise: Some(tmpl.noise.view()),
+        fit_mask: None,
     };
     let res = sfft_core::subtract(&core_inputs, &params)?;
     timings.push(("sfft".to_string(), seconds_since(t2)));
