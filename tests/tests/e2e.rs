@@ -9,27 +9,10 @@ use diffim::psf::PsfModel;
 use diffim::sim::{SimConfig, simulate};
 use diffim::subtract::{Method, SubtractInputs};
 
-/// A real data file: `$DIFFIM_DATA/<rel>` or `<workspace>/data/real/<rel>`. Missing: `None`
-/// (with a note), except under `CI=true`, where the test fails.
+/// A real data file (see `diffim_core::testdata`: `$DIFFIM_DATA` or `data/real`; missing
+/// files fail under `CI=true`).
 fn real_data(rel: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("DIFFIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/real"));
-    let p = base.join(rel);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "missing real data file {} (run `cargo xtask fetch-data`)",
-            p.display()
-        );
-    }
-    eprintln!(
-        "note: {} not found; skipping (run `cargo xtask fetch-data`)",
-        p.display()
-    );
-    None
+    diffim::core::testdata::real_data(rel)
 }
 
 /// Runs the pipeline (no files) on a simulated pair and scores it against the truth.

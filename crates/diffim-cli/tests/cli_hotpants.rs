@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)]
 #![cfg(unix)]
 
-use diffim::fits::{Hdu, WriteOptions, read_image, read_mask, write_image};
-use diffim::sim::{SimConfig, SimPair, simulate};
+mod common;
+
+use diffim::fits::{Hdu, read_image, read_mask};
+use diffim::sim::{SimConfig, SimPair};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -46,23 +48,8 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let pair = simulate(&SimConfig::default().with_size(256, 256).with_seed(7)).unwrap();
-    let sci = dir.path().join("sci.fits");
-    let tmpl = dir.path().join("tmpl.fits");
-    write_image(
-        &sci,
-        &pair.science.view(),
-        &pair.science_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
-    write_image(
-        &tmpl,
-        &pair.template.view(),
-        &pair.template_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
+    let cfg = SimConfig::default().with_size(256, 256).with_seed(7);
+    let (pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
     let fake = dir.path().join("hotpants");
     std::fs::write(&fake, FAKE).unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -1,8 +1,10 @@
 //! CLI test of `diffim subtract --method sfft`.
 #![allow(clippy::unwrap_used)]
 
-use diffim::fits::{Hdu, WriteOptions, read_image, read_mask, write_image};
-use diffim::sim::{SimConfig, simulate};
+mod common;
+
+use diffim::fits::{Hdu, read_image, read_mask};
+use diffim::sim::SimConfig;
 use std::process::Command;
 
 /// `diffim subtract SCI TMPL --method sfft --out DIR` on a 256^2 sky-sim `sfft_issue` pair
@@ -13,23 +15,7 @@ use std::process::Command;
 fn subtract_sfft_writes_all_planes() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SimConfig::sfft_issue().with_size(256, 256).with_seed(11);
-    let pair = simulate(&cfg).unwrap();
-    let sci = dir.path().join("science.fits");
-    let tmpl = dir.path().join("template.fits");
-    write_image(
-        &sci,
-        &pair.science.view(),
-        &pair.science_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
-    write_image(
-        &tmpl,
-        &pair.template.view(),
-        &pair.template_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
+    let (pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
     let out = dir.path().join("sfft");
     let st = Command::new(env!("CARGO_BIN_EXE_diffim"))
         .args(["subtract", sci.to_str().unwrap(), tmpl.to_str().unwrap()])

@@ -1,6 +1,8 @@
 //! CLI tests of `diffim subtract --method zogy` and `diffim coadd`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use diffim::fits::{Hdu, WriteOptions, read_mef, write_image};
 use diffim::sim::{SimConfig, simulate};
 use std::process::Command;
@@ -88,23 +90,7 @@ fn subtract_zogy_writes_all_planes() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = SimConfig::default().with_size(256, 256).with_seed(9);
     cfg.n_transients = 8;
-    let pair = simulate(&cfg).unwrap();
-    let sci = dir.path().join("sci.fits");
-    let tmpl = dir.path().join("tmpl.fits");
-    write_image(
-        &sci,
-        &pair.science.view(),
-        &pair.science_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
-    write_image(
-        &tmpl,
-        &pair.template.view(),
-        &pair.template_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
+    let (pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
     let out = dir.path().join("zogy");
     let st = Command::new(env!("CARGO_BIN_EXE_diffim"))
         .args(["subtract", sci.to_str().unwrap(), tmpl.to_str().unwrap()])

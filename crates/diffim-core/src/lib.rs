@@ -29,6 +29,8 @@
 //!   inverts to their circular convolution.
 //! * **Masks.** `true` = bad pixel. NaN/Inf input pixels are masked
 //!   ([`mask::finite_mask`]), never propagated silently.
+//! * **Real test data** is found by [`testdata::real_data`]: `$DIFFIM_DATA`, else
+//!   `data/real/`; missing files fail under `CI=true`.
 //! * **Noise maps** are per-pixel RMS (standard deviation), not variance, unless a name says
 //!   `var`.
 
@@ -36,3 +38,4 @@ pub mod fft;
 pub mod mask;
 pub mod psf;
 pub mod stats;
+pub mod testdata;

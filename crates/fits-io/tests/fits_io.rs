@@ -15,25 +15,10 @@ use ndarray::{Array2, s};
 // Helpers
 // ------------------------------------------------------------------------------------------
 
-/// Real data: `$DIFFIM_DATA/<sub>` or `<workspace>/data/real/<sub>`; missing -> skip, or fail
-/// when `CI=true`.
+/// A real data file (see `diffim_core::testdata`: `$DIFFIM_DATA` or `data/real`; missing
+/// files fail under `CI=true`).
 fn real_data(sub: &str) -> Option<PathBuf> {
-    let base = match std::env::var_os("DIFFIM_DATA") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/real"),
-    };
-    let p = base.join(sub);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("real data file missing in CI: {}", p.display());
-    }
-    eprintln!(
-        "note: {} missing (run `cargo xtask fetch-data` or set DIFFIM_DATA); skipped",
-        p.display()
-    );
-    None
+    diffim_core::testdata::real_data(sub)
 }
 
 fn bad(name: &str) -> PathBuf {

@@ -217,26 +217,10 @@ fn bad_input_gives_typed_errors() {
     ));
 }
 
-/// `$DIFFIM_DATA/<sub>` or `<workspace>/data/real/<sub>`; `None` (with a note) when missing
-/// outside CI.
+/// A real data file (see `diffim_core::testdata`: `$DIFFIM_DATA` or `data/real`; missing
+/// files fail under `CI=true`).
 fn data_file(sub: &str) -> Option<PathBuf> {
-    let p = match std::env::var("DIFFIM_DATA") {
-        Ok(d) => PathBuf::from(d).join(sub),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../data/real")
-            .join(sub),
-    };
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("missing real data file {}", p.display());
-    }
-    eprintln!(
-        "note: {} missing; skipping (run `cargo xtask fetch-data`)",
-        p.display()
-    );
-    None
+    diffim_core::testdata::real_data(sub)
 }
 
 #[test]

@@ -14,25 +14,10 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// Real-data lookup as in the workspace brief.
+/// A real data file (see `diffim_core::testdata`: `$DIFFIM_DATA` or `data/real`; missing
+/// files fail under `CI=true`).
 fn real_data(sub: &str) -> Option<PathBuf> {
-    let p = match std::env::var_os("DIFFIM_DATA") {
-        Some(d) => PathBuf::from(d).join(sub),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../data/real")
-            .join(sub),
-    };
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "real data file {} missing (run `cargo xtask fetch-data`)",
-            p.display()
-        );
-    }
-    eprintln!("note: {} missing; skipping (set DIFFIM_DATA)", p.display());
-    None
+    diffim_core::testdata::real_data(sub)
 }
 
 /// Reads a FITS image with fits-io (BSCALE/BZERO applied).

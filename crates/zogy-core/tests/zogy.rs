@@ -707,24 +707,10 @@ fn sky_sim_quality_with_estimated_psfs_and_background() {
     );
 }
 
+/// A real data file (see `diffim_core::testdata`: `$DIFFIM_DATA` or `data/real`; missing
+/// files fail under `CI=true`).
 fn data_path(sub: &str) -> Option<std::path::PathBuf> {
-    let p = match std::env::var("DIFFIM_DATA") {
-        Ok(d) => std::path::PathBuf::from(d).join(sub),
-        Err(_) => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../data/real")
-            .join(sub),
-    };
-    if p.exists() {
-        Some(p)
-    } else if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("missing real data {}", p.display());
-    } else {
-        eprintln!(
-            "note: {} not found; skipping (run `cargo xtask fetch-data` or set DIFFIM_DATA)",
-            p.display()
-        );
-        None
-    }
+    diffim_core::testdata::real_data(sub)
 }
 
 #[test]
