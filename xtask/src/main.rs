@@ -44,6 +44,9 @@ enum Task {
         /// Only benches whose file name contains this (e.g. zogy, sfft).
         #[arg(long)]
         only: Option<String>,
+        /// Only rebuild the table from the results already in target/criterion.
+        #[arg(long)]
+        report_only: bool,
         /// Extra arguments passed to criterion.
         #[arg(last = true)]
         criterion_args: Vec<String>,
@@ -61,8 +64,9 @@ fn main() -> ExitCode {
         Task::Bench {
             quick,
             only,
+            report_only,
             criterion_args,
-        } => bench(quick, only, &criterion_args),
+        } => bench(quick, only, report_only, &criterion_args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,8 +242,34 @@ struct Row {
     peak_mib: Option<f64>,
 }
 
-fn bench(quick: bool, only: Option<String>, extra: &[String]) -> Result<(), String> {
+fn bench(
+    quick: bool,
+    only: Option<String>,
+    report_only: bool,
+    extra: &[String],
+) -> Result<(), String> {
     let root = workspace_root();
+    if !report_only {
+        run_benches(&root, quick, only.as_deref(), extra)?;
+    }
+    let crit = root.join("target/criterion");
+    let mut rows = collect_rows(&crit)?;
+    attach_peak_memory(&root, &mut rows);
+    let md = render_markdown(&rows);
+    println!("{md}");
+    let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+    fs::write(root.join("target/bench-report.json"), json).map_err(|e| e.to_string())?;
+    fs::write(root.join("target/bench-report.md"), &md).map_err(|e| e.to_string())?;
+    eprintln!("wrote target/bench-report.md and target/bench-report.json");
+    Ok(())
+}
+
+fn run_benches(
+    root: &Path,
+    quick: bool,
+    only: Option<&str>,
+    extra: &[String],
+) -> Result<(), String> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(&root)
         .args(["bench", "-p", "diffim-benches"]);
@@ -252,7 +282,7 @@ fn bench(quick: bool, only: Option<String>, extra: &[String]) -> Result<(), Stri
         {
             let name = ent.file_name().to_string_lossy().to_string();
             if let Some(stem) = name.strip_suffix(".rs")
-                && stem.contains(o.as_str())
+                && stem.contains(o)
             {
                 cmd.args(["--bench", stem]);
                 any = true;
@@ -291,15 +321,6 @@ fn bench(quick: bool, only: Option<String>, extra: &[String]) -> Result<(), Stri
     if !built {
         eprintln!("xtask: could not build peakmem; the table will have no memory column");
     }
-    let crit = root.join("target/criterion");
-    let mut rows = collect_rows(&crit)?;
-    attach_peak_memory(&root, &mut rows);
-    let md = render_markdown(&rows);
-    println!("{md}");
-    let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-    fs::write(root.join("target/bench-report.json"), json).map_err(|e| e.to_string())?;
-    fs::write(root.join("target/bench-report.md"), &md).map_err(|e| e.to_string())?;
-    eprintln!("wrote target/bench-report.md and target/bench-report.json");
     Ok(())
 }
 
@@ -330,6 +351,9 @@ fn collect_rows(crit: &Path) -> Result<Vec<Row>, String> {
                 }
             }
             for (size, est) in cases {
+                // Benches that put the size in the function name (`subtract_2048`) get it split
+                // off, so that the yardstick of the same size is found.
+                let (function, size) = split_size(&function, size);
                 let text = fs::read_to_string(&est).map_err(|e| e.to_string())?;
                 let v: serde_json::Value =
                     serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -338,7 +362,7 @@ fn collect_rows(crit: &Path) -> Result<Vec<Row>, String> {
                 };
                 rows.push(Row {
                     group: group.clone(),
-                    function: function.clone(),
+                    function,
                     size,
                     seconds: ns * 1e-9,
                     fft_seconds: None,
@@ -368,6 +392,18 @@ fn collect_rows(crit: &Path) -> Result<Vec<Row>, String> {
         }
     }
     Ok(rows)
+}
+
+/// `("subtract_2048", "")` -> `("subtract", "2048")`; other names are kept.
+fn split_size(function: &str, size: String) -> (String, String) {
+    if size.is_empty()
+        && let Some((head, tail)) = function.rsplit_once('_')
+        && !tail.is_empty()
+        && tail.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (head.to_string(), tail.to_string());
+    }
+    (function.to_string(), size)
 }
 
 fn size_key(s: &str) -> (u64, String) {
