@@ -271,7 +271,7 @@ fn run_benches(
     extra: &[String],
 ) -> Result<(), String> {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args(["bench", "-p", "diffim-benches"]);
     if let Some(o) = &only {
         let benches_dir = root.join("benches/benches");
@@ -305,7 +305,7 @@ fn run_benches(
     }
     // The peak-memory helper runs each `subtract` case once in a fresh process.
     let built = Command::new(env!("CARGO"))
-        .current_dir(&root)
+        .current_dir(root)
         .args([
             "build",
             "--release",
