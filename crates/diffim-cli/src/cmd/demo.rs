@@ -43,8 +43,8 @@ pub struct Args {
     /// Simulation preset.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
     pub preset: Preset,
-    /// Subtraction method of the pipeline: zogy, sfft or hotpants.
-    #[arg(long, default_value = "zogy")]
+    /// Subtraction method of the pipeline: sfft (default), zogy or hotpants.
+    #[arg(long, default_value = "sfft")]
     pub method: String,
     /// Number of injected transients (default: the preset's, scaled with the image area).
     #[arg(long)]

@@ -57,7 +57,8 @@ pub enum PipelineError {
 /// Parameters of [`run_pipeline`].
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineParams {
-    /// Subtraction method (default ZOGY).
+    /// Subtraction method (default SFFT: on simulated pairs it leaves no false candidates at
+    /// bright stars, where ZOGY's PSF-model wings still do).
     pub method: Method,
     /// Candidate detection and photometry.
     pub candidates: CandidateParams,
@@ -78,7 +79,7 @@ pub struct PipelineParams {
 impl Default for PipelineParams {
     fn default() -> Self {
         Self {
-            method: Method::Zogy,
+            method: Method::Sfft,
             candidates: CandidateParams::default(),
             cutout_radius: 15.0,
             max_cutouts: 200,
