@@ -5,7 +5,10 @@
 //! fields given the background and the catalogue; `estimate_psf` = the whole one-call
 //! estimate (background, detection, selection, fit); `fft2_forward_f32` = one 2-D real
 //! forward FFT of the same image (the yardstick). Group `psf/convolve_1024`: the varying-PSF
-//! convolution of a 1024^2 image against its FFT yardstick.
+//! convolution of a 1024^2 image (`convolve_varying`: one shot, basis spectra included;
+//! `convolver_prepared`: `VaryingConvolver::convolve` with the spectra and coefficient maps
+//! prepared once = n_basis forward FFTs + 1 inverse of the padded size) against the FFT
+//! yardstick of the same (unpadded) image.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -90,6 +93,11 @@ fn bench_psf(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(4));
     g.bench_function(BenchmarkId::new("convolve_varying", m), |b| {
         b.iter(|| diffim::psf::convolve_varying(black_box(&pair.science.view()), &est.model))
+    });
+    let conv = diffim::psf::VaryingConvolver::new(&est.model, m, m);
+    eprintln!("psf/convolve_{m}: {} basis elements", est.model.n_basis());
+    g.bench_function(BenchmarkId::new("convolver_prepared", m), |b| {
+        b.iter(|| conv.convolve(black_box(&pair.science.view())).unwrap())
     });
     let fft = Fft2::<f32>::new(m, m);
     g.bench_function(BenchmarkId::new("fft2_forward_f32", m), |b| {

@@ -125,6 +125,56 @@ pub struct PairFiles<'a> {
     pub template_gain: Option<f64>,
 }
 
+/// The options `diffim subtract` and `diffim pipeline` share (flattened into both).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SubtractArgs {
+    /// Subtraction method: sfft, zogy or hotpants. SFFT is the default: on simulated pairs
+    /// it has no false candidates at bright stars, where ZOGY still leaves some (issue 6).
+    #[arg(long, default_value = "sfft")]
+    pub method: String,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Science bad-pixel mask (non-zero = bad).
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// Template bad-pixel mask (non-zero = bad).
+    #[arg(long)]
+    pub template_mask: Option<PathBuf>,
+    /// Science gain, e-/ADU (default: the GAIN keyword).
+    #[arg(long)]
+    pub gain: Option<f64>,
+    /// Template gain, e-/ADU (default: the template's GAIN keyword).
+    #[arg(long)]
+    pub template_gain: Option<f64>,
+    /// Path of the hotpants executable (default: $HOTPANTS, then PATH).
+    #[arg(long)]
+    pub hotpants: Option<PathBuf>,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+impl SubtractArgs {
+    /// The method, or a usage error naming the accepted ones.
+    pub fn method(&self) -> Result<diffim::subtract::Method, CliError> {
+        self.method
+            .parse()
+            .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))
+    }
+
+    /// The masks and gains as [`PairFiles`] (no noise maps).
+    pub fn pair_files(&self) -> PairFiles<'_> {
+        PairFiles {
+            mask: self.mask.as_deref(),
+            template_mask: self.template_mask.as_deref(),
+            gain: self.gain,
+            template_gain: self.template_gain,
+            ..Default::default()
+        }
+    }
+}
+
 impl PairInputs {
     /// Loads the masks and noise maps of `files` for an already loaded pair, checking shapes.
     pub fn load(

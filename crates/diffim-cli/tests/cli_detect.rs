@@ -4,21 +4,18 @@
 use std::process::Command;
 
 use diffim::extract::{BackgroundParams, estimate_background};
-use diffim::fits::{self, Hdu, WriteOptions};
-use diffim::sim::{SimConfig, simulate};
+use diffim::fits::{self, Hdu};
+use diffim::sim::SimConfig;
+
+mod common;
 
 #[test]
 fn detect_and_background_on_a_sim_image() {
     let dir = tempfile::tempdir().unwrap();
-    let pair = simulate(&SimConfig::default().with_size(256, 256).with_seed(11)).unwrap();
-    let sci = dir.path().join("sci.fits");
-    fits::write_image(
-        &sci,
-        &pair.science.view(),
-        &pair.science_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
+    let (pair, sci, _) = common::write_pair(
+        dir.path(),
+        &SimConfig::default().with_size(256, 256).with_seed(11),
+    );
 
     // detect -> CSV file
     let cat = dir.path().join("cat.csv");

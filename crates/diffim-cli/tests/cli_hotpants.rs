@@ -7,36 +7,8 @@ mod common;
 
 use diffim::fits::{Hdu, read_image, read_mask};
 use diffim::sim::{SimConfig, SimPair};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// A stand-in for HOTPANTS: checks that its inputs exist, then copies them to the outputs
-/// (diff = science, conv = template, noise = science noise, mask = science mask). With
-/// `FAIL=1` in its environment it fails like HOTPANTS does (message on stderr, status 1).
-const FAKE: &str = r#"#!/bin/sh
-if [ -n "$FAIL" ]; then echo "FATAL ERROR fake HOTPANTS failing on purpose" >&2; exit 1; fi
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -inim) inim=$2; shift 2;;
-    -tmplim) tmplim=$2; shift 2;;
-    -outim) outim=$2; shift 2;;
-    -oci) oci=$2; shift 2;;
-    -oni) oni=$2; shift 2;;
-    -omi) omi=$2; shift 2;;
-    -ini) ini=$2; shift 2;;
-    -imi) imi=$2; shift 2;;
-    -ng) n=$2; shift $((2 + 2 * n));;
-    -okn|-hki|-sconv|-convvar) shift;;
-    *) shift 2;;
-  esac
-done
-for f in "$inim" "$tmplim" "$ini" "$imi"; do
-  [ -f "$f" ] || { echo "FATAL ERROR missing input '$f'" >&2; exit 1; }
-done
-cp "$inim" "$outim" && cp "$tmplim" "$oci" && cp "$ini" "$oni" && cp "$imi" "$omi" || exit 2
-echo SUCCESS >&2
-"#;
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -50,9 +22,8 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SimConfig::default().with_size(256, 256).with_seed(7);
     let (pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
-    let fake = dir.path().join("hotpants");
-    std::fs::write(&fake, FAKE).unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The stand-in HOTPANTS (hotpants-sys test support); `FAIL=1` makes it fail.
+    let fake = diffim::hotpants::test_support::write_stand_in(dir.path()).unwrap();
     Setup {
         dir,
         pair,

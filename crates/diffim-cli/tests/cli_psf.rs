@@ -5,8 +5,10 @@
 use diffim::fits::{Hdu, PlaneData, WriteOptions, read_mef, write_image};
 use diffim::psf::poly::{CoordScale, n_terms};
 use diffim::psf::{KlPsf, KlPsfParts, PsfModel};
-use diffim::sim::{SimConfig, simulate};
+use diffim::sim::SimConfig;
 use std::process::Command;
+
+mod common;
 
 #[test]
 fn psf_writes_a_basis_that_reproduces_the_true_psf() {
@@ -16,15 +18,7 @@ fn psf_writes_a_basis_that_reproduces_the_true_psf() {
     cfg.star_flux_min = 60_000.0;
     cfg.star_flux_max = 400_000.0;
     cfg.n_transients = 0;
-    let pair = simulate(&cfg).unwrap();
-    let sci = dir.path().join("sci.fits");
-    write_image(
-        &sci,
-        &pair.science.view(),
-        &pair.science_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
+    let (pair, sci, _) = common::write_pair(dir.path(), &cfg);
     let out = dir.path().join("psf.fits");
     let png = dir.path().join("grid.png");
     let st = Command::new(env!("CARGO_BIN_EXE_diffim"))

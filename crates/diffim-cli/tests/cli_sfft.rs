@@ -5,7 +5,6 @@ mod common;
 
 use diffim::fits::{Hdu, read_image, read_mask};
 use diffim::sim::SimConfig;
-use std::process::Command;
 
 /// `diffim subtract SCI TMPL --method sfft --out DIR` on a 256^2 sky-sim `sfft_issue` pair
 /// written here: every output exists with the right shape, the kernel mosaic is a 5x5 grid of
@@ -17,16 +16,15 @@ fn subtract_sfft_writes_all_planes() {
     let cfg = SimConfig::sfft_issue().with_size(256, 256).with_seed(11);
     let (pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
     let out = dir.path().join("sfft");
-    let st = Command::new(env!("CARGO_BIN_EXE_diffim"))
-        .args(["subtract", sci.to_str().unwrap(), tmpl.to_str().unwrap()])
-        .args(["--method", "sfft", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    common::diffim_ok(&[
+        "subtract",
+        sci.to_str().unwrap(),
+        tmpl.to_str().unwrap(),
+        "--method",
+        "sfft",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     for f in [
         "diff.fits",
         "significance.fits",

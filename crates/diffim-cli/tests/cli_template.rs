@@ -6,8 +6,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use diffim::fits::{self, Hdu, WriteOptions};
-use diffim::sim::{SimConfig, simulate};
+use diffim::fits::{self, Hdu};
+use diffim::sim::SimConfig;
+
+mod common;
 
 /// Answers every HTTP request with `body` as a FITS file; counts the requests.
 fn serve(body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
@@ -43,25 +45,12 @@ fn serve(body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
 #[test]
 fn template_from_a_local_hips2fits() {
     let dir = tempfile::tempdir().unwrap();
-    let pair = simulate(&SimConfig::default().with_size(96, 96).with_seed(3)).unwrap();
-    let sci = dir.path().join("sci.fits");
-    fits::write_image(
-        &sci,
-        &pair.science.view(),
-        &pair.science_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
+    let (pair, sci, tmpl) = common::write_pair(
+        dir.path(),
+        &SimConfig::default().with_size(96, 96).with_seed(3),
+    );
     // The stand-in serves the sim template (on the science grid: offset 0 in the default sim).
-    let body_path = dir.path().join("body.fits");
-    fits::write_image(
-        &body_path,
-        &pair.template.view(),
-        &pair.template_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
-    let (base, hits) = serve(std::fs::read(&body_path).unwrap());
+    let (base, hits) = serve(std::fs::read(&tmpl).unwrap());
 
     let cache = dir.path().join("cache");
     let out = dir.path().join("tmpl.fits");

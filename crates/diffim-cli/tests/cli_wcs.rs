@@ -5,8 +5,10 @@ use std::process::Command;
 
 use diffim::fits::{self, Hdu, Header, WriteOptions};
 use diffim::ndarray::Array2;
-use diffim::sim::{SimConfig, simulate};
+use diffim::sim::SimConfig;
 use diffim::wcs::{Grid, Interpolation, ReprojectParams, Wcs, reproject};
+
+mod common;
 
 fn diffim(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_diffim"))
@@ -24,15 +26,10 @@ fn numbers(s: &str) -> Vec<f64> {
 #[test]
 fn wcs_and_reproject_on_a_sim_image() {
     let dir = tempfile::tempdir().unwrap();
-    let pair = simulate(&SimConfig::default().with_size(192, 160).with_seed(5)).unwrap();
-    let sci = dir.path().join("sci.fits");
-    fits::write_image(
-        &sci,
-        &pair.science.view(),
-        &pair.science_header,
-        WriteOptions::default(),
-    )
-    .unwrap();
+    let (pair, sci, _) = common::write_pair(
+        dir.path(),
+        &SimConfig::default().with_size(192, 160).with_seed(5),
+    );
     let wcs = Wcs::from_header(&pair.science_header).unwrap();
 
     // --pix (0-based) -> world, matching the library.

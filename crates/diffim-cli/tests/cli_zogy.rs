@@ -30,21 +30,13 @@ fn coadd_writes_r_and_psf_r() {
     )
     .unwrap();
     let out = dir.path().join("coadd.fits");
-    let st = Command::new(env!("CARGO_BIN_EXE_diffim"))
-        .args([
-            "coadd",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    common::diffim_ok(&[
+        "coadd",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let (_primary, planes) = read_mef(&out).unwrap();
     assert_eq!(planes.len(), 2);
     assert_eq!(planes[0].name, "R");
@@ -92,16 +84,15 @@ fn subtract_zogy_writes_all_planes() {
     cfg.n_transients = 8;
     let (pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
     let out = dir.path().join("zogy");
-    let st = Command::new(env!("CARGO_BIN_EXE_diffim"))
-        .args(["subtract", sci.to_str().unwrap(), tmpl.to_str().unwrap()])
-        .args(["--method", "zogy", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    common::diffim_ok(&[
+        "subtract",
+        sci.to_str().unwrap(),
+        tmpl.to_str().unwrap(),
+        "--method",
+        "zogy",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let read = |name: &str| {
         diffim::fits::read_image::<f32>(&out.join(name), &Hdu::Primary)
             .unwrap()

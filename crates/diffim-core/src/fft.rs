@@ -114,7 +114,7 @@ impl<T: FftFloat> Fft2<T> {
             "Fft2::forward: output shape mismatch"
         );
         let nc = self.nx / 2 + 1;
-        // 1. real FFT of each row into a (ny, nc) buffer.
+        // 1. real FFT of each row into a (ny, nc) buffer; 2. the columns.
         let mut rows = Array2::<Complex<T>>::zeros((self.ny, nc));
         rows.axis_iter_mut(Axis(0))
             .into_par_iter()
@@ -130,11 +130,54 @@ impl<T: FftFloat> Fft2<T> {
                     let _ = self.r2c.process_with_scratch(buf, o, scratch);
                 },
             );
-        // 2. transpose to (nc, ny), FFT along rows (= original columns), transpose back.
+        self.columns_forward(&rows, out);
+    }
+
+    /// Transposes the row spectra to `(nc, ny)`, transforms along the original columns and
+    /// transposes back into `out`.
+    fn columns_forward(&self, rows: &Array2<Complex<T>>, out: &mut ArrayViewMut2<Complex<T>>) {
+        let nc = self.nx / 2 + 1;
         let mut t = Array2::<Complex<T>>::zeros((nc, self.ny));
         transpose_into(&rows.view(), &mut t.view_mut());
         self.complex_rows(&mut t, &self.col_fwd);
         transpose_into(&t.view(), out);
+    }
+
+    /// Forward transform of a small odd-sized stamp embedded as [`crate::psf::embed_psf`]
+    /// does (centre at index `(0, 0)`, negative offsets wrapped): the stamp's transfer
+    /// function. Equal to `forward(&embed_psf(stamp, ny, nx).view())`, but only the rows the
+    /// stamp occupies get a row transform, so it costs about half a full transform.
+    ///
+    /// # Panics
+    /// If a side of the stamp is even or larger than the planned shape (a caller bug).
+    pub fn forward_stamp(&self, stamp: &ArrayView2<T>) -> Array2<Complex<T>> {
+        let (h, w) = stamp.dim();
+        assert!(
+            h % 2 == 1 && w % 2 == 1 && h <= self.ny && w <= self.nx,
+            "Fft2::forward_stamp: stamp {h}x{w} must be odd and fit {}x{}",
+            self.ny,
+            self.nx
+        );
+        let nc = self.nx / 2 + 1;
+        let (cy, cx) = (h / 2, w / 2);
+        let mut rows = Array2::<Complex<T>>::zeros((self.ny, nc));
+        let mut buf = self.r2c.make_input_vec();
+        let mut scratch = self.r2c.make_scratch_vec();
+        for (j, srow) in stamp.axis_iter(Axis(0)).enumerate() {
+            buf.iter_mut().for_each(|b| *b = T::zero());
+            for (i, &v) in srow.iter().enumerate() {
+                buf[(i + self.nx - cx) % self.nx] = v;
+            }
+            let y = (j + self.ny - cy) % self.ny;
+            let mut orow = rows.row_mut(y);
+            if let Some(o) = orow.as_slice_mut() {
+                // Lengths are fixed by the plan, so this cannot fail.
+                let _ = self.r2c.process_with_scratch(&mut buf, o, &mut scratch);
+            }
+        }
+        let mut out = Array2::zeros(self.spectrum_shape());
+        self.columns_forward(&rows, &mut out.view_mut());
+        out
     }
 
     /// Inverse transform, normalised by `1/(ny*nx)`; consumes the spectrum as scratch.
@@ -297,6 +340,20 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn forward_stamp_equals_forward_of_embedded_stamp() {
+        let mut seed = 11;
+        for &(ny, nx, h, w) in &[(16, 20, 5, 7), (15, 9, 3, 9), (33, 17, 33, 1)] {
+            let st = Array2::from_shape_fn((h, w), |_| lcg(&mut seed));
+            let f = Fft2::<f64>::new(ny, nx);
+            let fast = f.forward_stamp(&st.view());
+            let slow = f.forward(&crate::psf::embed_psf(&st.view(), ny, nx).view());
+            for (a, b) in fast.iter().zip(slow.iter()) {
+                assert!((a - b).norm() < 1e-12, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

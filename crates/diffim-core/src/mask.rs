@@ -1,6 +1,7 @@
 //! Mask conventions: `true` = bad pixel.
 
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{Array2, ArrayView2, Axis, Zip};
+use rayon::prelude::*;
 
 /// Bad-pixel mask of the non-finite pixels (NaN, +-Inf) of an image, OR-ed with an optional
 /// input mask of the same shape.
@@ -27,36 +28,52 @@ pub fn dilate(mask: &ArrayView2<bool>, r: usize) -> Array2<bool> {
     }
     let (ny, nx) = mask.dim();
     let mut tmp = Array2::from_elem((ny, nx), false);
-    // Horizontal pass with a running count.
-    for y in 0..ny {
-        let mut count = 0usize;
-        for x in 0..(nx + r) {
-            if x < nx && mask[[y, x]] {
-                count += 1;
+    // Horizontal pass: running count along each row (rows in parallel).
+    tmp.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(mask.axis_iter(Axis(0)).into_par_iter())
+        .for_each(|(mut out, row)| {
+            let mut count = 0usize;
+            for x in 0..(nx + r) {
+                if x < nx && row[x] {
+                    count += 1;
+                }
+                if x > 2 * r && row[x - 2 * r - 1] {
+                    count -= 1;
+                }
+                if x >= r && x - r < nx {
+                    out[x - r] = count > 0;
+                }
             }
-            if x > 2 * r && mask[[y, x - 2 * r - 1]] {
-                count -= 1;
-            }
-            if x >= r && x - r < nx {
-                tmp[[y, x - r]] = count > 0;
-            }
-        }
-    }
+        });
+    // Vertical pass: running counts per column, swept row by row (cache friendly), over
+    // blocks of columns in parallel.
     let mut out = Array2::from_elem((ny, nx), false);
-    for x in 0..nx {
-        let mut count = 0usize;
-        for y in 0..(ny + r) {
-            if y < ny && tmp[[y, x]] {
-                count += 1;
+    const COLS: usize = 512;
+    out.axis_chunks_iter_mut(Axis(1), COLS)
+        .into_par_iter()
+        .zip(tmp.axis_chunks_iter(Axis(1), COLS).into_par_iter())
+        .for_each(|(mut o, t)| {
+            let w = t.ncols();
+            let mut count = vec![0u32; w];
+            for y in 0..(ny + r) {
+                if y < ny {
+                    for (c, &b) in count.iter_mut().zip(t.row(y)) {
+                        *c += b as u32;
+                    }
+                }
+                if y > 2 * r {
+                    for (c, &b) in count.iter_mut().zip(t.row(y - 2 * r - 1)) {
+                        *c -= b as u32;
+                    }
+                }
+                if y >= r && y - r < ny {
+                    for (d, &c) in o.row_mut(y - r).iter_mut().zip(&count) {
+                        *d = c > 0;
+                    }
+                }
             }
-            if y > 2 * r && tmp[[y - 2 * r - 1, x]] {
-                count -= 1;
-            }
-            if y >= r && y - r < ny {
-                out[[y - r, x]] = count > 0;
-            }
-        }
-    }
+        });
     out
 }
 

@@ -64,6 +64,8 @@ mod diagnostics;
 mod error;
 mod options;
 mod run;
+#[doc(hidden)]
+pub mod test_support;
 
 pub use diagnostics::{Diagnostics, KeywordValue, RegionDiagnostics, is_hotpants_keyword};
 pub use error::{HotpantsError, STDERR_TAIL_BYTES};

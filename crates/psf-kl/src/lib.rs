@@ -33,8 +33,12 @@
 //!    Lanczos-3 resampling, centroid re-measured) and normalised to unit sum -> [`StarSet`].
 //! 2. A model: [`KlPsf::fit`] (varying), [`EmpiricalPsf`], [`GaussianPsf`], [`MoffatPsf`]
 //!    (constant), all behind [`PsfModel`].
+//!    On faint/sparse star sets [`KlPsf::fit`] first averages the stamps' wings in elliptical
+//!    annuli where the mean PSF is below the noise ([`KlParams::wing_snr`]), so that a 2-3
+//!    element model with low-degree fields survives the noise floor.
 //! 3. [`convolve_varying`] convolves an image with the varying PSF
-//!    (`sum_i (image * a_i) conv PSF_i`), and [`estimate_psf`] does steps 1-2 in one call
+//!    (`sum_i (image * a_i) conv PSF_i`: `n_basis` forward FFTs and one inverse;
+//!    [`VaryingConvolver`] keeps the basis spectra for repeated use), and [`estimate_psf`] does steps 1-2 in one call
 //!    from an image (background, detection, selection, KL fit).
 //!
 //! # Conventions
@@ -75,7 +79,7 @@ pub mod profile;
 mod select;
 mod stars;
 
-pub use convolve::convolve_varying;
+pub use convolve::{VaryingConvolver, convolve_varying};
 pub use empirical::{Combine, EmpiricalPsf};
 pub use error::{PsfError, RejectionSummary};
 pub use estimate::{PsfEstimate, PsfEstimateParams, estimate_psf};

@@ -16,14 +16,21 @@ use ndarray::{Array2, ArrayView2};
 /// `2 sqrt(2 ln 2)`: FWHM of a unit-sigma Gaussian.
 pub const FWHM_PER_SIGMA: f64 = 2.354_820_045_030_949;
 
-/// A least-squares problem given by a residual function, with a forward-difference Jacobian.
-struct FnProblem<F: Fn(&[f64], &mut [f64])> {
+/// Fills the Jacobian `(m, n)` of the residuals at the given parameters.
+type JacFn = fn(&[f64], &[(f64, f64, f64)], &mut DMatrix<f64>);
+/// An analytic Jacobian and the points `(x, y, value)` it is evaluated over.
+type Jacobian<'a> = (JacFn, &'a [(f64, f64, f64)]);
+
+/// A least-squares problem given by a residual function, with an analytic Jacobian when one
+/// is given (over the points `pts`), else a forward-difference one.
+struct FnProblem<'a, F: Fn(&[f64], &mut [f64])> {
     p: DVector<f64>,
     m: usize,
     f: F,
+    jac: Option<Jacobian<'a>>,
 }
 
-impl<F: Fn(&[f64], &mut [f64])> LeastSquaresProblem<f64, Dyn, Dyn> for FnProblem<F> {
+impl<F: Fn(&[f64], &mut [f64])> LeastSquaresProblem<f64, Dyn, Dyn> for FnProblem<'_, F> {
     type ResidualStorage = Owned<f64, Dyn>;
     type JacobianStorage = Owned<f64, Dyn, Dyn>;
     type ParameterStorage = Owned<f64, Dyn>;
@@ -44,6 +51,11 @@ impl<F: Fn(&[f64], &mut [f64])> LeastSquaresProblem<f64, Dyn, Dyn> for FnProblem
 
     fn jacobian(&self) -> Option<DMatrix<f64>> {
         let n = self.p.len();
+        if let Some((jf, pts)) = self.jac {
+            let mut j = DMatrix::zeros(self.m, n);
+            jf(self.p.as_slice(), pts, &mut j);
+            return j.iter().all(|v| v.is_finite()).then_some(j);
+        }
         let mut r0 = vec![0.0; self.m];
         (self.f)(self.p.as_slice(), &mut r0);
         let mut j = DMatrix::zeros(self.m, n);
@@ -63,11 +75,17 @@ impl<F: Fn(&[f64], &mut [f64])> LeastSquaresProblem<f64, Dyn, Dyn> for FnProblem
     }
 }
 
-fn minimize<F: Fn(&[f64], &mut [f64])>(p0: Vec<f64>, m: usize, f: F) -> Option<Vec<f64>> {
+fn minimize<F: Fn(&[f64], &mut [f64])>(
+    p0: Vec<f64>,
+    m: usize,
+    f: F,
+    jac: Option<Jacobian<'_>>,
+) -> Option<Vec<f64>> {
     let prob = FnProblem {
         p: DVector::from_vec(p0),
         m,
         f,
+        jac,
     };
     let (res, report) = LevenbergMarquardt::new().with_patience(200).minimize(prob);
     let ok = report.termination.was_successful() || report.objective_function.is_finite();
@@ -92,7 +110,7 @@ pub struct Ellipse {
 }
 
 impl Ellipse {
-    fn q(&self, x: f64, y: f64) -> f64 {
+    pub(crate) fn q(&self, x: f64, y: f64) -> f64 {
         let u = self.l1 * x + self.l2 * y;
         let v = self.l3 * y;
         u * u + v * v
@@ -147,6 +165,27 @@ fn stamp_data(stamp: &ArrayView2<f64>) -> (Vec<(f64, f64, f64)>, f64, f64) {
     (pts, peak, sigma)
 }
 
+/// Analytic Jacobian of the Gaussian residuals `A exp(-q/2) - v` with respect to
+/// `(A, dx, dy, l1, l2, l3)`: with `u = l1 x' + l2 y'`, `t = l3 y'` (`x' = x - dx`,
+/// `y' = y - dy`) and `g = exp(-q/2)`, the derivatives are `g`, `A g u l1`,
+/// `A g (u l2 + t l3)`, `-A g u x'`, `-A g u y'`, `-A g t y'`.
+fn gaussian_jacobian(p: &[f64], pts: &[(f64, f64, f64)], j: &mut DMatrix<f64>) {
+    let (a, dx, dy, l1, l2, l3) = (p[0], p[1], p[2], p[3], p[4], p[5]);
+    for (i, &(x, y, _)) in pts.iter().enumerate() {
+        let (xp, yp) = (x - dx, y - dy);
+        let u = l1 * xp + l2 * yp;
+        let t = l3 * yp;
+        let g = (-0.5 * (u * u + t * t)).exp();
+        let ag = a * g;
+        j[(i, 0)] = g;
+        j[(i, 1)] = ag * u * l1;
+        j[(i, 2)] = ag * (u * l2 + t * l3);
+        j[(i, 3)] = -ag * u * xp;
+        j[(i, 4)] = -ag * u * yp;
+        j[(i, 5)] = -ag * t * yp;
+    }
+}
+
 /// Fit of an elliptical Gaussian `A exp(-q/2)` to a stamp (centre free, no background).
 /// Returns `(amplitude, ellipse)`.
 pub fn fit_gaussian(stamp: &ArrayView2<f64>) -> Result<(f64, Ellipse), PsfError> {
@@ -158,18 +197,23 @@ pub fn fit_gaussian(stamp: &ArrayView2<f64>) -> Result<(f64, Ellipse), PsfError>
         });
     }
     let p0 = vec![peak, 0.0, 0.0, 1.0 / sigma, 0.0, 1.0 / sigma];
-    let p = minimize(p0, pts.len(), |p, r| {
-        let e = Ellipse {
-            dx: p[1],
-            dy: p[2],
-            l1: p[3],
-            l2: p[4],
-            l3: p[5],
-        };
-        for (ri, &(x, y, v)) in r.iter_mut().zip(&pts) {
-            *ri = p[0] * (-0.5 * e.q(x - e.dx, y - e.dy)).exp() - v;
-        }
-    })
+    let p = minimize(
+        p0,
+        pts.len(),
+        |p, r| {
+            let e = Ellipse {
+                dx: p[1],
+                dy: p[2],
+                l1: p[3],
+                l2: p[4],
+                l3: p[5],
+            };
+            for (ri, &(x, y, v)) in r.iter_mut().zip(&pts) {
+                *ri = p[0] * (-0.5 * e.q(x - e.dx, y - e.dy)).exp() - v;
+            }
+        },
+        Some((gaussian_jacobian, &pts)),
+    )
     .ok_or(PsfError::FitFailed {
         profile: "Gaussian",
         reason: "Levenberg-Marquardt did not converge".into(),
@@ -289,19 +333,24 @@ impl MoffatPsf {
             g.l3 * k,
             (beta0 - 1.0).ln(),
         ];
-        let p = minimize(p0, pts.len(), |p, r| {
-            let e = Ellipse {
-                dx: p[1],
-                dy: p[2],
-                l1: p[3],
-                l2: p[4],
-                l3: p[5],
-            };
-            let beta = 1.0 + p[6].clamp(-10.0, 5.0).exp();
-            for (ri, &(x, y, v)) in r.iter_mut().zip(&pts) {
-                *ri = p[0] * (1.0 + e.q(x - e.dx, y - e.dy)).powf(-beta) - v;
-            }
-        })
+        let p = minimize(
+            p0,
+            pts.len(),
+            |p, r| {
+                let e = Ellipse {
+                    dx: p[1],
+                    dy: p[2],
+                    l1: p[3],
+                    l2: p[4],
+                    l3: p[5],
+                };
+                let beta = 1.0 + p[6].clamp(-10.0, 5.0).exp();
+                for (ri, &(x, y, v)) in r.iter_mut().zip(&pts) {
+                    *ri = p[0] * (1.0 + e.q(x - e.dx, y - e.dy)).powf(-beta) - v;
+                }
+            },
+            None,
+        )
         .ok_or(PsfError::FitFailed {
             profile: "Moffat",
             reason: "Levenberg-Marquardt did not converge".into(),

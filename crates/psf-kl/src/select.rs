@@ -551,7 +551,8 @@ fn cut_stamp(
     stamp.mapv_inplace(|v| v / flux);
     let rms = background.rms.slice(s![iy - h..=iy + h, ix - h..=ix + h]);
     let var_sum: f64 = rms.iter().map(|&r| (r as f64) * (r as f64)).sum();
-    let mut noise_energy = var_sum / (flux * flux);
+    let sky_noise_energy = var_sum / (flux * flux);
+    let mut noise_energy = sky_noise_energy;
     if let Some(g) = params.gain
         && g > 0.0
     {
@@ -565,6 +566,7 @@ fn cut_stamp(
         snr: o.snr,
         fwhm: o.fwhm,
         noise_energy,
+        sky_noise_energy,
         residual_offset: (res.1 - c, res.0 - c),
         stamp,
     })

@@ -22,6 +22,9 @@ pub struct Star {
     /// (sky + read noise, plus the star's Poisson noise when a gain is known). Used to weight
     /// stars in the KL basis and the coefficient fits.
     pub noise_energy: f64,
+    /// The part of `noise_energy` from the background RMS map (`sum_pixels rms^2 / flux^2`,
+    /// spread over the whole stamp; the rest is the star's own Poisson noise in its core).
+    pub sky_noise_energy: f64,
     /// Residual centre offset `(dy, dx)` measured on the re-centred stamp (pixels).
     pub residual_offset: (f64, f64),
     /// The stamp: odd side, unit sum, star centre at the middle pixel.
@@ -76,6 +79,7 @@ impl StarSet {
                     snr: f64::INFINITY,
                     fwhm: f64::NAN,
                     noise_energy: 0.0,
+                    sky_noise_energy: 0.0,
                     residual_offset: (0.0, 0.0),
                     stamp,
                 }

@@ -223,17 +223,48 @@ fn data_file(sub: &str) -> Option<PathBuf> {
     diffim_core::testdata::real_data(sub)
 }
 
+/// Per-star positions and Gaussian-fit FWHMs from `tests/golden/properimage_fwhm.py` (SEP
+/// detections at 10 sigma, elliptical Gaussian, no background, 19 px stamps).
+fn golden_stars(name: &str) -> Vec<(f64, f64, f64)> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/golden/properimage_stars_{name}.csv"));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').map(|t| t.parse().unwrap()).collect();
+            (v[0], v[1], v[2])
+        })
+        .collect()
+}
+
 #[test]
 fn properimage_real_images() {
-    for (name, fwhm_ref) in [("004", 2.82), ("005", 2.91)] {
+    for (name, fwhm_readme) in [("004", 2.82), ("005", 2.91)] {
         let Some(path) = data_file(&format!("properimage/aligned_eso085-030-{name}.fit")) else {
             return;
         };
         let img = fits_io::read_image::<f32>(&path, &fits_io::Hdu::Primary).unwrap();
         let est = estimate_psf(&img.data.view(), None, &PsfEstimateParams::default()).unwrap();
-        let err = (est.fwhm - fwhm_ref).abs() / fwhm_ref;
+        assert!(est.stars.len() >= 50, "{} stars", est.stars.len());
+        // Apples to apples: the Python script's estimator (elliptical Gaussian fit, no
+        // background, on a 19 px stamp = our `measure_fwhm` on our stamp size) applied to the
+        // real stars, median over its ~120 stars, against the same estimator applied to the
+        // model PSF at the same positions.
+        assert_eq!(
+            est.stars.stamp_size, 19,
+            "the golden estimator uses 19 px stamps"
+        );
+        let golden = golden_stars(name);
+        assert!(golden.len() >= 100, "{} golden stars", golden.len());
+        let ref_med = diffim_core::stats::median(golden.iter().map(|g| g.2)).unwrap();
+        let model_med =
+            diffim_core::stats::median(golden.iter().map(|g| est.model.fwhm_at(g.0, g.1))).unwrap();
+        let err = (model_med - ref_med).abs() / ref_med;
+        let centre_err = (est.fwhm - fwhm_readme).abs() / fwhm_readme;
         eprintln!(
-            "{name}: {} stars ({}), {} basis, degree {}, FWHM {:.3} (ref {fwhm_ref}, error {err:.4}), star median {:.3}",
+            "{name}: {} stars ({}), {} basis, degree {}, model FWHM at the golden stars (median) {model_med:.3} vs Python {ref_med:.3} (error {err:.4}); centre {:.3} vs README {fwhm_readme} (error {centre_err:.4}); star median {:.3}",
             est.stars.len(),
             est.stars.rejections,
             est.model.n_basis(),
@@ -241,9 +272,93 @@ fn properimage_real_images() {
             est.fwhm,
             est.fwhm_stars
         );
-        assert!(est.stars.len() >= 50, "{} stars", est.stars.len());
-        // 004 agrees to 0.01 %; 005 is 3.5 % low at the centre (its star median, 2.95, is 1.4 %
-        // high): the reference method (eval/inject_real.py) is not available to match exactly.
-        assert!(err <= 0.04, "FWHM {} vs {fwhm_ref}", est.fwhm);
+        assert!(err <= 0.03, "model {model_med} vs Python {ref_med}");
+        // The README's numbers (2.82 / 2.91) could not be reproduced by any Gaussian-fit
+        // variant (see the script header): only a loose check against them.
+        assert!(
+            centre_err <= 0.05,
+            "centre FWHM {} vs {fwhm_readme}",
+            est.fwhm
+        );
+    }
+}
+
+#[test]
+fn sparse_default_varying_field_degrades_gracefully() {
+    // sky-sim's default varying_psf preset: 300 stars on 512^2 with fluxes 300-300 000 ADU
+    // (index 2): only 29 are detected and 17 qualify (10 are below S/N 20). Without the wing
+    // regularisation the noise floor admits one element (worst L2 36.6 %, median 13.7 %,
+    // FWHM 24 %); with it, two elements with linear fields.
+    let pair = simulate(&SimConfig::varying_psf()).unwrap();
+    let mut params = params_for(&pair);
+    params.kl.wing_snr = 1.0;
+    let est = estimate_psf(
+        &pair.science.view(),
+        Some(&pair.science_mask.view()),
+        &params,
+    )
+    .unwrap();
+    let (worst, med, fw) = grid_errors(&pair, &est.model);
+    eprintln!(
+        "sparse varying PSF: {} stars ({}), {} basis, degree {}, {} wing px, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}",
+        est.stars.len(),
+        est.stars.rejections,
+        est.model.n_basis(),
+        est.model.degree(),
+        est.model.diagnostics().n_wing_pixels,
+    );
+    assert!(est.model.n_basis() >= 2 && est.model.degree() == 1);
+    assert!(
+        worst <= 0.27 && med <= 0.08 && fw <= 0.10,
+        "{worst} {med} {fw}"
+    );
+    // Without the regularisation: one element, much worse.
+    let kp = KlParams {
+        wing_snr: 0.0,
+        ..Default::default()
+    };
+    let raw = KlPsf::fit(&est.stars, &kp).unwrap();
+    let (w0, m0, _) = grid_errors(&pair, &raw);
+    assert_eq!(raw.n_basis(), 1);
+    assert!(w0 > worst + 0.05 && m0 > med + 0.03, "{w0} {m0}");
+}
+
+/// Diagnostics on fields from sparse to dense (run with `--ignored --nocapture`; slow-ish):
+/// prints the selection, the KL fit and the errors against the truth.
+#[test]
+#[ignore]
+fn diag_sparse_fields() {
+    let mut denser = SimConfig::varying_psf();
+    denser.n_stars = 1000;
+    for (name, cfg) in [
+        (
+            "varying_psf default 512^2 / 300 stars",
+            SimConfig::varying_psf(),
+        ),
+        ("varying_psf 512^2 / 1000 stars", denser),
+        ("dense bright 1024^2", dense_varying()),
+    ] {
+        let pair = simulate(&cfg).unwrap();
+        let est = estimate_psf(
+            &pair.science.view(),
+            Some(&pair.science_mask.view()),
+            &params_for(&pair),
+        )
+        .unwrap();
+        let (worst, med, fw) = grid_errors(&pair, &est.model);
+        let d = est.model.diagnostics();
+        eprintln!(
+            "{name}: {} objects, {} stars ({}), stamp {}, {} basis, degree {}, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}\n  eig {:?}\n  noise {:.3e} thr {:.3e}",
+            est.objects.len(),
+            est.stars.len(),
+            est.stars.rejections,
+            est.stars.stamp_size,
+            est.model.n_basis(),
+            est.model.degree(),
+            &d.eigenvalues[..d.eigenvalues.len().min(6)],
+            d.noise_level,
+            d.noise_threshold
+        );
+        assert!(worst < 0.3 && med < 0.08 && fw < 0.16, "{name}");
     }
 }

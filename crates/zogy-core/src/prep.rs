@@ -1,7 +1,8 @@
 //! Input preparation: inpainting of bad pixels, background RMS estimates.
 
 use diffim_core::stats::{mad_std, median_in_place};
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{Array2, ArrayView2, Axis, Zip, s};
+use rayon::prelude::*;
 
 /// Replaces the pixels where `bad` is true (in place) by the mean of the good pixels in a square box
 /// around them, growing the box (half-widths 2, 4, 8, ...) until every bad pixel has a good
@@ -16,18 +17,31 @@ pub fn inpaint(img: &mut Array2<f32>, bad: &ArrayView2<bool>) -> usize {
         }
         return n_bad;
     }
-    // Summed-area tables of good values and counts, (ny+1, nx+1).
+    // Summed-area tables of good values and counts, (ny+1, nx+1): prefix sums along each
+    // row (rows in parallel), then down the columns (row-vector additions).
     let mut sv = Array2::<f64>::zeros((ny + 1, nx + 1));
     let mut sc = Array2::<f64>::zeros((ny + 1, nx + 1));
-    for y in 0..ny {
-        let (mut rv, mut rc) = (0.0, 0.0);
-        for x in 0..nx {
-            if !bad[[y, x]] {
-                rv += img[[y, x]] as f64;
-                rc += 1.0;
+    sv.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(sc.axis_iter_mut(Axis(0)).into_par_iter())
+        .skip(1)
+        .zip(img.axis_iter(Axis(0)).into_par_iter())
+        .zip(bad.axis_iter(Axis(0)).into_par_iter())
+        .for_each(|(((mut rv, mut rc), row), brow)| {
+            let (mut acc_v, mut acc_c) = (0.0, 0.0);
+            for x in 0..nx {
+                if !brow[x] {
+                    acc_v += row[x] as f64;
+                    acc_c += 1.0;
+                }
+                rv[x + 1] = acc_v;
+                rc[x + 1] = acc_c;
             }
-            sv[[y + 1, x + 1]] = sv[[y, x + 1]] + rv;
-            sc[[y + 1, x + 1]] = sc[[y, x + 1]] + rc;
+        });
+    for t in [&mut sv, &mut sc] {
+        for y in 1..=ny {
+            let (prev, mut cur) = t.multi_slice_mut((s![y - 1, ..], s![y, ..]));
+            cur += &prev;
         }
     }
     let boxsum = |t: &Array2<f64>, y: usize, x: usize, r: usize| {

@@ -282,12 +282,19 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     let px = next_fast_len((max_core(&xcores) + 2 * ext).min(nx) + margin).max(kgrid);
     let fft = Fft2::<f32>::new(py, px);
 
-    let mut d = Array2::<f64>::zeros(dim);
-    let mut s_out = Array2::<f64>::zeros(dim);
-    let mut scorr = Array2::<f64>::zeros(dim);
-    let mut flux = Array2::<f64>::zeros(dim);
-    let mut flux_err = Array2::<f64>::zeros(dim);
-    let mut wsum = Array2::<f64>::zeros(dim);
+    // Blended outputs, accumulated in place (f32: at most four tiles overlap a pixel). The
+    // weights are separable, w(y) w(x), so their sum per pixel is the product of 1-D sums.
+    let mut d = Array2::<f32>::zeros(dim);
+    let mut s_out = Array2::<f32>::zeros(dim);
+    let mut scorr = Array2::<f32>::zeros(dim);
+    let mut flux = Array2::<f32>::zeros(dim);
+    let mut flux_err = Array2::<f32>::zeros(dim);
+    let wsum_axis = |n: usize, c: &[(usize, usize)]| -> Vec<f64> {
+        (0..n)
+            .map(|p| c.iter().map(|&(a, b)| blend_weight(p, a, b, n, ov)).sum())
+            .collect()
+    };
+    let (wsum_y, wsum_x) = (wsum_axis(ny, &ycores), wsum_axis(nx, &xcores));
     let mut ffts_per_tile = 0;
     for &(y0, y1) in &ycores {
         for &(x0, x1) in &xcores {
@@ -333,55 +340,53 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                 },
                 &model,
             );
+            drop((tn, tr, tvn, tvr));
             ffts_per_tile = out.n_fft;
             let (oy0, oy1) = (y0.saturating_sub(ov), (y1 + ov).min(ny));
             let (ox0, ox1) = (x0.saturating_sub(ov), (x1 + ov).min(nx));
-            for y in oy0..oy1 {
-                let wy = blend_weight(y, y0, y1, ny, ov);
-                if wy <= 0.0 {
-                    continue;
-                }
-                for x in ox0..ox1 {
-                    let wt = wy * blend_weight(x, x0, x1, nx, ov);
-                    if wt <= 0.0 {
-                        continue;
+            let wx: Vec<f64> = (ox0..ox1)
+                .map(|x| blend_weight(x, x0, x1, nx, ov) / wsum_x[x])
+                .collect();
+            let inv_fs = 1.0 / out.f_s;
+            let reg = s![oy0..oy1, ox0..ox1];
+            Zip::indexed(d.slice_mut(reg).rows_mut())
+                .and(s_out.slice_mut(reg).rows_mut())
+                .and(scorr.slice_mut(reg).rows_mut())
+                .and(flux.slice_mut(reg).rows_mut())
+                .and(flux_err.slice_mut(reg).rows_mut())
+                .par_for_each(|j, mut dr, mut sr, mut cr, mut fr, mut er| {
+                    let y = oy0 + j;
+                    let wy = blend_weight(y, y0, y1, ny, ov) / wsum_y[y];
+                    if wy <= 0.0 {
+                        return;
                     }
-                    let (ty_, tx_) = (y - ry0, x - rx0);
-                    let sv = out.s[[ty_, tx_]] as f64;
-                    let vv = (out.var[[ty_, tx_]] as f64).max(1e-30);
-                    d[[y, x]] += wt * out.d[[ty_, tx_]] as f64;
-                    s_out[[y, x]] += wt * sv;
-                    scorr[[y, x]] += wt * sv / vv.sqrt();
-                    flux[[y, x]] += wt * sv / out.f_s;
-                    flux_err[[y, x]] += wt * vv.sqrt() / out.f_s;
-                    wsum[[y, x]] += wt;
-                }
-            }
+                    let ty_ = y - ry0;
+                    for (i, &wxi) in wx.iter().enumerate() {
+                        let wt = wy * wxi;
+                        if wt <= 0.0 {
+                            continue;
+                        }
+                        let tx_ = ox0 + i - rx0;
+                        let sv = out.s[[ty_, tx_]] as f64;
+                        let sd = (out.var[[ty_, tx_]] as f64).max(1e-30).sqrt();
+                        dr[i] += (wt * out.d[[ty_, tx_]] as f64) as f32;
+                        sr[i] += (wt * sv) as f32;
+                        cr[i] += (wt * sv / sd) as f32;
+                        fr[i] += (wt * sv * inv_fs) as f32;
+                        er[i] += (wt * sd * inv_fs) as f32;
+                    }
+                });
         }
     }
     let mask = dilate(&bad.view(), half);
-    let fin = |a: &Array2<f64>, zero_masked: bool| {
-        let mut o = Array2::<f32>::zeros(dim);
-        Zip::from(&mut o)
-            .and(a)
-            .and(&wsum)
-            .and(&mask)
-            .for_each(|o, &v, &w, &m| {
-                *o = if zero_masked && m {
-                    0.0
-                } else {
-                    (v / w.max(1e-300)) as f32
-                };
-            });
-        o
-    };
-    let (d, s_out, scorr, flux, flux_err) = (
-        fin(&d, false),
-        fin(&s_out, true),
-        fin(&scorr, true),
-        fin(&flux, true),
-        fin(&flux_err, false),
-    );
+    // S, Scorr and the flux are zeroed on masked pixels.
+    for a in [&mut s_out, &mut scorr, &mut flux] {
+        Zip::from(a).and(&mask).par_for_each(|o, &m| {
+            if m {
+                *o = 0.0;
+            }
+        });
+    }
     let (psf_d, f_s) = centre_products(&model, &pn_c, &pr_c, side);
 
     let step = ((ny * nx / 1_000_000) as f64).sqrt().ceil().max(1.0) as usize;

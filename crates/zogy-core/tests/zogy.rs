@@ -180,7 +180,7 @@ fn astrometric_terms_damp_misregistration_dipoles() {
         a > 8.0 && b < 4.0,
         "dipole |Scorr| without {a}, with astrometric terms {b}"
     );
-    assert_eq!(ast.diagnostics.ffts_per_tile, 10);
+    assert_eq!(ast.diagnostics.ffts_per_tile, 7);
 }
 
 struct Quality {

@@ -3,9 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use diffim::pipeline::{PipelineMeta, PipelineParams, PipelineResult, run_pipeline};
-use diffim::subtract::Method;
 
-use crate::common::{LoadedImage, PairFiles, PairInputs, load_image, say, stage};
+use crate::common::{LoadedImage, PairInputs, SubtractArgs, load_image, say, stage};
 use crate::{CliError, Ctx};
 
 /// Run the whole job on one science image: the template (given, or fetched from a survey and
@@ -34,25 +33,9 @@ pub struct Args {
     /// Use only the survey cache (no network).
     #[arg(long)]
     pub offline: bool,
-    /// Subtraction method: sfft, zogy or hotpants. SFFT is the default: on simulated pairs
-    /// it has no false candidates at bright stars, where ZOGY still leaves some (issue 6).
-    #[arg(long, default_value = "sfft")]
-    pub method: String,
-    /// Output folder.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Science bad-pixel mask (non-zero = bad).
-    #[arg(long)]
-    pub mask: Option<PathBuf>,
-    /// Template bad-pixel mask.
-    #[arg(long)]
-    pub template_mask: Option<PathBuf>,
-    /// Science gain, e-/ADU (default: GAIN keyword).
-    #[arg(long)]
-    pub gain: Option<f64>,
-    /// Template gain, e-/ADU (default: the template's GAIN keyword).
-    #[arg(long)]
-    pub template_gain: Option<f64>,
+    /// Method, output folder, masks, gains, HOTPANTS executable, overwriting.
+    #[command(flatten)]
+    pub common: SubtractArgs,
     /// Detection threshold on the significance image, sigma.
     #[arg(long, default_value_t = 5.0)]
     pub threshold: f64,
@@ -74,23 +57,13 @@ pub struct Args {
     /// Skip the adjust fit of the cutouts.
     #[arg(long)]
     pub no_adjust: bool,
-    /// Path of the hotpants executable (default: $HOTPANTS, then PATH).
-    #[arg(long)]
-    pub hotpants: Option<PathBuf>,
-    /// Replace existing output files.
-    #[arg(long)]
-    pub overwrite: bool,
 }
 
 impl Args {
     /// Pipeline parameters from the arguments.
     pub fn params(&self) -> Result<PipelineParams, CliError> {
-        let method: Method = self
-            .method
-            .parse()
-            .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))?;
         let mut p = PipelineParams {
-            method,
+            method: self.common.method()?,
             ..Default::default()
         };
         p.candidates.threshold = self.threshold;
@@ -102,8 +75,8 @@ impl Args {
         if self.no_adjust {
             p.adjust = None;
         }
-        p.overwrite = self.overwrite;
-        p.hotpants = self.hotpants.clone();
+        p.overwrite = self.common.overwrite;
+        p.hotpants = self.common.hotpants.clone();
         Ok(p)
     }
 }
@@ -197,21 +170,14 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let params = args.params()?;
     let science = load_image(&args.science)?;
     let (template, fetched_mask) = template_for(args, &science, ctx)?;
-    let files = PairFiles {
-        mask: args.mask.as_deref(),
-        template_mask: args.template_mask.as_deref(),
-        gain: args.gain,
-        template_gain: args.template_gain,
-        ..Default::default()
-    };
-    let mut pair = PairInputs::load(science, template, &files)?;
+    let mut pair = PairInputs::load(science, template, &args.common.pair_files())?;
     if let Some(m) = fetched_mask {
         pair.template_mask = Some(match pair.template_mask.take() {
             Some(given) => &given | &m,
             None => m,
         });
     }
-    let res = run_pair(&pair, &params, &args.out, ctx)?;
-    report(&res, &args.out, ctx);
+    let res = run_pair(&pair, &params, &args.common.out, ctx)?;
+    report(&res, &args.common.out, ctx);
     Ok(())
 }

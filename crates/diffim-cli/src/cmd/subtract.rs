@@ -6,7 +6,7 @@ use std::time::Instant;
 use diffim::fits::WriteOptions;
 use diffim::subtract::{Method, SubtractInputs, Subtraction, write_outputs};
 
-use crate::common::{PairFiles, PairInputs, load_image, say, stage};
+use crate::common::{PairFiles, PairInputs, SubtractArgs, load_image, say, stage};
 use crate::{CliError, Ctx};
 
 /// Subtract TEMPLATE from SCIENCE (same pixel grid) and write the difference, its noise and
@@ -26,53 +26,25 @@ pub struct Args {
     pub science: PathBuf,
     /// Template image on the same pixel grid (reproject it first with `diffim reproject`).
     pub template: PathBuf,
-    /// Subtraction method: sfft, zogy or hotpants. SFFT is the default: on simulated pairs
-    /// it has no false candidates at bright stars, where ZOGY still leaves some (issue 6).
-    #[arg(long, default_value = "sfft")]
-    pub method: String,
-    /// Output folder.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Science bad-pixel mask (non-zero = bad).
-    #[arg(long)]
-    pub mask: Option<PathBuf>,
-    /// Template bad-pixel mask (non-zero = bad).
-    #[arg(long)]
-    pub template_mask: Option<PathBuf>,
-    /// Science gain, e-/ADU (default: the GAIN keyword).
-    #[arg(long)]
-    pub gain: Option<f64>,
-    /// Template gain, e-/ADU (default: the template's GAIN keyword).
-    #[arg(long)]
-    pub template_gain: Option<f64>,
+    /// Method, output folder, masks, gains, HOTPANTS executable, overwriting.
+    #[command(flatten)]
+    pub common: SubtractArgs,
     /// Science noise map (RMS), instead of the estimated one.
     #[arg(long)]
     pub noise: Option<PathBuf>,
     /// Template noise map (RMS).
     #[arg(long)]
     pub template_noise: Option<PathBuf>,
-    /// Path of the hotpants executable (default: $HOTPANTS, then PATH).
-    #[arg(long)]
-    pub hotpants: Option<PathBuf>,
-    /// Replace existing output files.
-    #[arg(long)]
-    pub overwrite: bool,
 }
 
 /// Runs `diffim subtract`.
 pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
-    let method: Method = args
-        .method
-        .parse()
-        .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))?;
+    let method = args.common.method()?;
     let t0 = Instant::now();
     let files = PairFiles {
-        mask: args.mask.as_deref(),
-        template_mask: args.template_mask.as_deref(),
         noise: args.noise.as_deref(),
         template_noise: args.template_noise.as_deref(),
-        gain: args.gain,
-        template_gain: args.template_gain,
+        ..args.common.pair_files()
     };
     let pair = PairInputs::load(
         load_image(&args.science)?,
@@ -104,9 +76,9 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         serde_json::json!(inputs.template_gain),
     );
     let opts = WriteOptions {
-        overwrite: args.overwrite,
+        overwrite: args.common.overwrite,
     };
-    let written = write_outputs(&args.out, &sub, &sci.header, &extra, opts)?;
+    let written = write_outputs(&args.common.out, &sub, &sci.header, &extra, opts)?;
     if ctx.json {
         let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
         println!(
@@ -119,7 +91,7 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         format!(
             "{method}: wrote {} files to {} in {:.2} s",
             written.len(),
-            args.out.display(),
+            args.common.out.display(),
             t0.elapsed().as_secs_f64()
         ),
     );
@@ -130,6 +102,6 @@ fn subtract(method: Method, inputs: &SubtractInputs, args: &Args) -> Result<Subt
     Ok(diffim::subtract::subtract(
         method,
         inputs,
-        args.hotpants.as_deref(),
+        args.common.hotpants.as_deref(),
     )?)
 }

@@ -17,3 +17,21 @@ pub fn write_pair(dir: &Path, cfg: &SimConfig) -> (SimPair, PathBuf, PathBuf) {
     write_image(&tmpl, &pair.template.view(), &pair.template_header, w).unwrap();
     (pair, sci, tmpl)
 }
+
+/// Runs the `diffim` binary with `args`, asserts that it succeeded (showing its stderr
+/// otherwise) and returns its output.
+pub fn diffim_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diffim"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "diffim {:?} failed; stderr: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -74,6 +74,8 @@ pub struct CandidateRow {
     /// Detection flags (source-extract `FLAG_*`).
     pub flags: u32,
     /// Adjust fit p-value (high = explained by a small shift/rescale: likely an artefact).
+    /// For ZOGY it allows for the correlated noise of the cross-convolved planes (see
+    /// [`super::candidate_cutout`]).
     pub adjust_pvalue: Option<f64>,
     /// Adjust fit chi2 before / after and shift.
     pub adjust_chi2_0: Option<f64>,

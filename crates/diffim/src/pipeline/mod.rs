@@ -4,21 +4,28 @@
 //! [`run_pipeline`] works on arrays; with an output folder it writes every product there,
 //! `summary.json` last, so a folder holding `summary.json` is complete (used by `diffim batch`
 //! to resume after a kill).
+//!
+//! The adjust fit (does a small shift and rescale of the template explain the candidate?)
+//! runs for every method: against the `convolved` plane of SFFT and HOTPANTS, and for ZOGY in
+//! its cross-convolution frame, computed per cutout ([`cross_window`], [`candidate_cutout`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cutout::{AdjustParams, Candidate, CutoutOptions, MetaValue, PlotParams};
+use cutout::{AdjustParams, Candidate, Cutout, CutoutOptions, MetaValue, PlotParams};
 use fits_io::{Header, WriteOptions};
+use ndarray::Array2;
 use serde::Serialize;
 
 use crate::subtract::{Method, SubtractError, SubtractInputs, Subtraction};
 
 mod candidates;
+mod cross;
 mod evaluate;
 mod report;
 
 pub use candidates::{CandidateParams, CandidateRow, Rejections, find_candidates};
+pub use cross::{CrossWindow, cross_window};
 pub use evaluate::{Evaluation, SnrBin, evaluate};
 pub use report::{CSV_COLUMNS, items_for_candidates, write_candidates_csv};
 
@@ -67,7 +74,8 @@ pub struct PipelineParams {
     /// Write cutouts (FITS + PNG) for at most this many candidates, most significant first
     /// (default 200); 0 disables cutouts.
     pub max_cutouts: usize,
-    /// Run the adjust fit on each cutout (default on, STDPipe's defaults).
+    /// Run the adjust fit on each cutout (default on, STDPipe's defaults; every method, see
+    /// [`candidate_cutout`]).
     pub adjust: Option<AdjustParams>,
     /// Replace existing output files (default false).
     pub overwrite: bool,
@@ -189,16 +197,6 @@ pub fn run_pipeline(
             std::fs::create_dir_all(cd)
                 .map_err(|e| PipelineError::Report(format!("{}: {e}", cd.display())))?;
         }
-        let convolved = sub.extra("convolved");
-        let mut planes: Vec<(&str, ndarray::ArrayView2<f32>)> = vec![
-            ("template", inputs.template),
-            ("diff", sub.diff.view()),
-            ("significance", sub.significance.view()),
-            ("err", sub.noise.view()),
-        ];
-        if let Some(c) = convolved {
-            planes.insert(1, ("convolved", c.view()));
-        }
         let time = meta
             .science_header
             .and_then(|h| h.get_f64_opt("MJD-OBS").ok().flatten())
@@ -220,14 +218,17 @@ pub fn run_pipeline(
                 header: meta.science_header,
                 time: time.clone(),
                 filename: meta.science_name.map(str::to_string),
-                name: None,
-                mask: Some(sub.mask.view()),
-                planes: planes.clone(),
+                ..Default::default()
             };
-            let mut c = cutout::get_cutout(&inputs.science, &cand, params.cutout_radius, &copts)?;
-            if let (Some(ap), true) = (&params.adjust, convolved.is_some())
-                && let Ok(a) = cutout::adjust_cutout(&mut c, ap)
-            {
+            let c = candidate_cutout(
+                inputs,
+                &sub,
+                &cand,
+                params.cutout_radius,
+                copts,
+                params.adjust.as_ref(),
+            )?;
+            if let Some(a) = &c.adjust {
                 r.adjust_pvalue = Some(a.pvalue);
                 r.adjust_chi2_0 = Some(a.chi2_0);
                 r.adjust_chi2 = Some(a.chi2);
@@ -301,6 +302,100 @@ pub fn run_pipeline(
         timings,
         files,
     })
+}
+
+/// Name of the cutout metadata field holding the noise-correlation factor `c` (see
+/// [`CrossWindow::noise_correlation`]) used for the p-value of a ZOGY adjust fit.
+pub const ADJUST_NOISE_CORRELATION: &str = "adjust_noise_corr";
+
+/// The cutout of one candidate of `sub`, with the adjust fit when `adjust` is given (a fit that
+/// fails, e.g. for want of usable pixels, leaves `cutout.adjust` at `None`). `opts` supplies
+/// the header, time, file name and name; its mask and planes are replaced.
+///
+/// Planes for SFFT and HOTPANTS: `image` (the science), `convolved` (the template convolved to
+/// the science PSF; without it no fit runs), `template`, `diff`, `significance`, `err` (noise
+/// RMS of `diff`) and, after the fit, `adjusted`.
+///
+/// For ZOGY the fit runs in its cross-convolution frame ([`cross_window`]): `image` =
+/// `N (x) P_r`, `convolved` = `beta R (x) P_n`, `science` (the science as given), `template`,
+/// `diff`, `significance`, `err` = per-pixel RMS of `image - convolved`, `noise` (noise RMS of
+/// `diff`), then `adjusted`; `image` and `convolved` are NaN on masked pixels. Their noise is
+/// correlated between pixels (both are PSF-convolved), so the p-value is
+/// `Q(dof / 2c, chi2 / 2c)` with the correlation factor `c` of [`CrossWindow`] (stored in the
+/// cutout's metadata as [`ADJUST_NOISE_CORRELATION`]); chi2, dof and the other fitted values
+/// are the adjust fit's own.
+pub fn candidate_cutout(
+    inputs: &SubtractInputs,
+    sub: &Subtraction,
+    cand: &Candidate,
+    radius: f64,
+    opts: CutoutOptions<'_>,
+    adjust: Option<&AdjustParams>,
+) -> Result<Cutout, PipelineError> {
+    let mut o = CutoutOptions {
+        mask: Some(sub.mask.view()),
+        planes: Vec::new(),
+        ..opts
+    };
+    let Some(cross) = &sub.cross else {
+        let convolved = sub.extra("convolved");
+        o.planes = vec![
+            ("template", inputs.template),
+            ("diff", sub.diff.view()),
+            ("significance", sub.significance.view()),
+            ("err", sub.noise.view()),
+        ];
+        if let Some(cv) = convolved {
+            o.planes.insert(1, ("convolved", cv.view()));
+        }
+        let mut c = cutout::get_cutout(&inputs.science, cand, radius, &o)?;
+        if let (Some(ap), true) = (adjust, convolved.is_some()) {
+            // A failed fit leaves `c.adjust` empty: the candidate is kept, unjudged.
+            let _ = cutout::adjust_cutout(&mut c, ap);
+        }
+        return Ok(c);
+    };
+    o.planes = vec![
+        ("template", inputs.template),
+        ("diff", sub.diff.view()),
+        ("significance", sub.significance.view()),
+        ("noise", sub.noise.view()),
+    ];
+    let mut c = cutout::get_cutout(&inputs.science, cand, radius, &o)?;
+    let w = cross_window(cross, cand.x, cand.y, c.x0, c.y0, c.size());
+    let masked_nan = |mut a: Array2<f32>| {
+        a.zip_mut_with(&c.mask, |v, &m| {
+            if m {
+                *v = f32::NAN;
+            }
+        });
+        a
+    };
+    let (image, convolved) = (masked_nan(w.image), masked_nan(w.convolved));
+    let mut planes = vec![
+        (cutout::IMAGE.to_string(), image),
+        ("convolved".to_string(), convolved),
+    ];
+    for (name, plane) in std::mem::take(&mut c.planes) {
+        match name.as_str() {
+            cutout::IMAGE => planes.push(("science".to_string(), plane)),
+            "noise" => {
+                planes.push(("err".to_string(), w.err.clone()));
+                planes.push((name, plane));
+            }
+            _ => planes.push((name, plane)),
+        }
+    }
+    c.planes = planes;
+    if let Some(ap) = adjust
+        && let Ok(mut a) = cutout::adjust_cutout(&mut c, ap)
+    {
+        let k = w.noise_correlation;
+        a.pvalue = cutout::chi2_sf(a.chi2 / k, a.dof as f64 / k);
+        c.adjust = Some(a);
+        c.set_meta(ADJUST_NOISE_CORRELATION, MetaValue::Float(k));
+    }
+    Ok(c)
 }
 
 /// A photometric zero point from the usual header keywords (MAGZP, MAGZPT, ZP, ZEROPT, MAGZERO).

@@ -190,6 +190,7 @@ pub fn subtract_hotpants(
         science_fwhm: Some(science_fwhm),
         diagnostics,
         timings,
+        cross: None,
         diff: res.diff,
     })
 }
@@ -199,39 +200,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use ndarray::Zip;
-    use std::os::unix::fs::PermissionsExt;
 
-    /// A stand-in for HOTPANTS: checks its inputs exist, then copies them to the outputs
-    /// (diff = science, conv = template, noise = science noise, mask = science mask).
-    const FAKE: &str = r#"#!/bin/sh
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -inim) inim=$2; shift 2;;
-    -tmplim) tmplim=$2; shift 2;;
-    -outim) outim=$2; shift 2;;
-    -oci) oci=$2; shift 2;;
-    -oni) oni=$2; shift 2;;
-    -omi) omi=$2; shift 2;;
-    -ini) ini=$2; shift 2;;
-    -imi) imi=$2; shift 2;;
-    -ssf) ssf=$2; shift 2;;
-    -ng) n=$2; shift $((2 + 2 * n));;
-    -okn|-hki|-sconv|-convvar) shift;;
-    *) shift 2;;
-  esac
-done
-for f in "$inim" "$tmplim" "$ini" "$imi" "$ssf"; do
-  [ -f "$f" ] || { echo "FATAL ERROR missing input '$f'" >&2; exit 1; }
-done
-cp "$inim" "$outim" && cp "$tmplim" "$oci" && cp "$ini" "$oni" && cp "$imi" "$omi" || exit 2
-echo SUCCESS >&2
-"#;
-
+    /// The stand-in HOTPANTS of hotpants-sys's test support (copies its inputs to its outputs).
     fn fake(dir: &std::path::Path) -> PathBuf {
-        let p = dir.join("hotpants");
-        std::fs::write(&p, FAKE).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
+        hotpants_sys::test_support::write_stand_in(dir).unwrap()
     }
 
     #[test]

@@ -8,12 +8,14 @@
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 
+mod cross;
 pub mod hotpants;
 mod output;
 mod prep;
 pub mod sfft;
 pub mod zogy;
 
+pub use cross::CrossConvolution;
 pub use output::{OutputError, plane_file_name, write_outputs};
 
 /// Which subtraction method to run.
@@ -145,6 +147,9 @@ pub struct Subtraction {
     pub diagnostics: serde_json::Value,
     /// Wall-clock seconds per stage, in order.
     pub timings: Vec<(String, f64)>,
+    /// ZOGY's inputs for local cross-convolution (the adjust fit of its candidates); `None`
+    /// for SFFT and HOTPANTS, whose `"convolved"` extra plane serves instead.
+    pub cross: Option<CrossConvolution>,
 }
 
 impl Subtraction {

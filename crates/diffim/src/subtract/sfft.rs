@@ -159,6 +159,7 @@ pub fn subtract_sfft(
         science_fwhm,
         diagnostics,
         timings,
+        cross: None,
         diff: res.diff,
     })
 }

@@ -298,6 +298,20 @@ pub fn subtract_zogy(
         "template_fwhm": te.fwhm,
         "zogy": serde_json::to_value(&res.diagnostics).unwrap_or(serde_json::Value::Null),
     });
+    // Kept for the adjust fit of candidates in ZOGY's cross-convolution frame: the PSFs as
+    // ZOGY used them, the images it subtracted and their noise maps (no copies).
+    let (xc, yc) = ((dim.1 as f64 - 1.0) / 2.0, (dim.0 as f64 - 1.0) / 2.0);
+    let [pn_const, pr_const] = [&pn, &pr].map(|p| p.is_constant().then(|| p.psf_at(xc, yc)));
+    let cross = super::CrossConvolution {
+        science_psf: super::cross::ZogyPsf::shared(se.model, pn_const),
+        template_psf: super::cross::ZogyPsf::shared(te.model, pr_const),
+        beta: res.beta,
+        shift: res.shift,
+        science: std::sync::Arc::new(n_img),
+        template: std::sync::Arc::new(r_img),
+        science_noise: std::sync::Arc::new(sn),
+        template_noise: std::sync::Arc::new(tn),
+    };
     Ok(Subtraction {
         method: Method::Zogy,
         diff,
@@ -313,5 +327,6 @@ pub fn subtract_zogy(
         science_fwhm: Some(se.fwhm),
         diagnostics,
         timings,
+        cross: Some(cross),
     })
 }
