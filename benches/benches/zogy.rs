@@ -13,13 +13,10 @@ use diffim::zogy::{BetaMode, ZogyInputs, ZogyParams, zogy};
 use std::hint::black_box;
 use std::path::PathBuf;
 
+/// A real data file (`$DIFFIM_DATA`, else `data/real`), if present: benches skip what is
+/// missing instead of failing.
 fn data(sub: &str) -> Option<PathBuf> {
-    let p = match std::env::var("DIFFIM_DATA") {
-        Ok(d) => PathBuf::from(d).join(sub),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../data/real")
-            .join(sub),
-    };
+    let p = diffim::core::testdata::data_dir().join(sub);
     p.exists().then_some(p)
 }
 

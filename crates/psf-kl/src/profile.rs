@@ -110,6 +110,17 @@ pub struct Ellipse {
 }
 
 impl Ellipse {
+    /// The ellipse of a fit's parameter vector `(A, dx, dy, l1, l2, l3, ...)`.
+    fn from_params(p: &[f64]) -> Self {
+        Self {
+            dx: p[1],
+            dy: p[2],
+            l1: p[3],
+            l2: p[4],
+            l3: p[5],
+        }
+    }
+
     pub(crate) fn q(&self, x: f64, y: f64) -> f64 {
         let u = self.l1 * x + self.l2 * y;
         let v = self.l3 * y;
@@ -201,13 +212,7 @@ pub fn fit_gaussian(stamp: &ArrayView2<f64>) -> Result<(f64, Ellipse), PsfError>
         p0,
         pts.len(),
         |p, r| {
-            let e = Ellipse {
-                dx: p[1],
-                dy: p[2],
-                l1: p[3],
-                l2: p[4],
-                l3: p[5],
-            };
+            let e = Ellipse::from_params(p);
             for (ri, &(x, y, v)) in r.iter_mut().zip(&pts) {
                 *ri = p[0] * (-0.5 * e.q(x - e.dx, y - e.dy)).exp() - v;
             }
@@ -218,13 +223,7 @@ pub fn fit_gaussian(stamp: &ArrayView2<f64>) -> Result<(f64, Ellipse), PsfError>
         profile: "Gaussian",
         reason: "Levenberg-Marquardt did not converge".into(),
     })?;
-    let e = Ellipse {
-        dx: p[1],
-        dy: p[2],
-        l1: p[3],
-        l2: p[4],
-        l3: p[5],
-    };
+    let e = Ellipse::from_params(&p);
     if !(p[0] > 0.0) || !(e.mean_scale() > 0.0 && e.mean_scale().is_finite()) {
         return Err(PsfError::FitFailed {
             profile: "Gaussian",
@@ -337,13 +336,7 @@ impl MoffatPsf {
             p0,
             pts.len(),
             |p, r| {
-                let e = Ellipse {
-                    dx: p[1],
-                    dy: p[2],
-                    l1: p[3],
-                    l2: p[4],
-                    l3: p[5],
-                };
+                let e = Ellipse::from_params(p);
                 let beta = 1.0 + p[6].clamp(-10.0, 5.0).exp();
                 for (ri, &(x, y, v)) in r.iter_mut().zip(&pts) {
                     *ri = p[0] * (1.0 + e.q(x - e.dx, y - e.dy)).powf(-beta) - v;
@@ -355,13 +348,7 @@ impl MoffatPsf {
             profile: "Moffat",
             reason: "Levenberg-Marquardt did not converge".into(),
         })?;
-        let ellipse = Ellipse {
-            dx: p[1],
-            dy: p[2],
-            l1: p[3],
-            l2: p[4],
-            l3: p[5],
-        };
+        let ellipse = Ellipse::from_params(&p);
         let beta = 1.0 + p[6].clamp(-10.0, 5.0).exp();
         if !(ellipse.mean_scale().is_finite() && ellipse.mean_scale() > 0.0) {
             return Err(PsfError::FitFailed {

@@ -289,27 +289,43 @@ fn histogram_clip(histo: &[u64], mean0: f64, qzero: f64, qscale: f64) -> (f64, f
             0
         }
     };
+    // Cumulative counts, first and second moments: exact integers (as are the f64 sums of
+    // the direct loop, which stay far below 2^53), so the range sums are identical.
+    let nl = histo.len();
+    let (mut c0, mut c1, mut c2) = (
+        Vec::with_capacity(nl + 1),
+        Vec::with_capacity(nl + 1),
+        Vec::with_capacity(nl + 1),
+    );
+    let (mut a0, mut a1, mut a2) = (0u64, 0u64, 0u64);
+    c0.push(0);
+    c1.push(0);
+    c2.push(0);
+    for (i, &p) in histo.iter().enumerate() {
+        let i = i as u64;
+        a0 += p;
+        a1 += p * i;
+        a2 += p * i * i;
+        c0.push(a0);
+        c1.push(a1);
+        c2.push(a2);
+    }
+    // Sum over bins lo..=hi (clipped to the histogram) of a cumulative array.
+    let range = |c: &[u64], lo: i64, hi: i64| -> u64 {
+        let lo = lo.clamp(0, nl as i64) as usize;
+        let hi = (hi + 1).clamp(0, nl as i64) as usize;
+        if hi > lo { c[hi] - c[lo] } else { 0 }
+    };
     let mut iter = 0;
     while iter < 100 && sig >= 0.1 && (sig / sig1 - 1.0).abs() > 1e-4 {
         iter += 1;
         sig1 = sig;
-        let (mut sum, mut m1, mut m2) = (0u64, 0.0f64, 0.0f64);
-        let (mut lowsum, mut highsum) = (0u64, 0u64);
-        let (mut lo, mut hi) = (lcut, hcut);
-        for i in lcut..=hcut {
-            if lowsum < highsum {
-                lowsum += h(lo);
-                lo += 1;
-            } else {
-                highsum += h(hi);
-                hi -= 1;
-            }
-            let p = h(i);
-            sum += p;
-            let dp = p as f64 * i as f64;
-            m1 += dp;
-            m2 += dp * i as f64;
-        }
+        // Two-pointer median search (SExtractor): the side with the smaller sum takes the
+        // next bin, `hcut - lcut + 1` times.
+        let (lo, hi, lowsum, highsum) = median_split(&c0, lcut, hcut);
+        let sum = range(&c0, lcut, hcut);
+        let m1 = range(&c1, lcut, hcut) as f64;
+        let mut m2 = range(&c2, lcut, hcut) as f64;
         med = if hi >= 0 {
             let denom = 2.0 * h(lo).max(h(hi)) as f64;
             let corr = if denom > 0.0 {
@@ -342,6 +358,37 @@ fn histogram_clip(histo: &[u64], mean0: f64, qzero: f64, qscale: f64) -> (f64, f
         };
     }
     (mea, med, sig)
+}
+
+/// Final state `(lo, hi, lowsum, highsum)` of SExtractor's two-pointer median search over
+/// bins `lcut..=hcut` (`lo = lcut`, `hi = hcut`, then `hcut - lcut + 1` times: if
+/// `lowsum < highsum` the low side takes bin `lo` and `lo += 1`, else the high side takes bin
+/// `hi` and `hi -= 1`), in O(log n) from the cumulative counts `c0` (`c0[i]` = counts of bins
+/// `< i`).
+///
+/// The walk is the merge of the two sorted sequences `A[i]` (low sum after `i` low steps) and
+/// `B[j]` (high sum after `j` high steps) that takes `A[i]` only when `A[i] < B[j]`; after `n`
+/// steps it has taken `i` low steps for the unique `i` with `A[i - 1] < B[n - i]` and
+/// `B[n - i - 1] <= A[i]`, the largest `i` with the first property.
+fn median_split(c0: &[u64], lcut: i64, hcut: i64) -> (i64, i64, u64, u64) {
+    if lcut > hcut {
+        return (lcut, hcut, 0, 0);
+    }
+    let n = (hcut - lcut + 1) as usize;
+    let (l0, h1) = (lcut as usize, hcut as usize + 1);
+    let a = |i: usize| c0[l0 + i] - c0[l0];
+    let b = |j: usize| c0[h1] - c0[h1 - j];
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if a(mid - 1) < b(n - mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let (i, j) = (lo, n - lo);
+    (lcut + i as i64, hcut - j as i64, a(i), b(j))
 }
 
 /// Fills boxes without statistics with the mean of their nearest good boxes (SExtractor).
@@ -459,8 +506,51 @@ fn spline_eval(v: &[f64], d2: &[f64], t: f64) -> f64 {
     cdx * (v[j] + (cdx * cdx - 1.0) * d2[j]) + dx * (v[j + 1] + (dx * dx - 1.0) * d2[j + 1])
 }
 
+/// Spline evaluation terms of the output pixels along one axis (see [`spline_eval`]),
+/// identical for every row: pixels `seg_start[j]..seg_start[j + 1]` lie in segment `j`
+/// (nodes `j`, `j + 1`) and have weights `cdx`, `dx`, `cdx^2 - 1`, `dx^2 - 1`.
+struct SplineTerms {
+    seg_start: Vec<usize>,
+    cdx: Vec<f64>,
+    dx: Vec<f64>,
+    c3: Vec<f64>,
+    d3: Vec<f64>,
+}
+
+impl SplineTerms {
+    /// Terms of `len` output pixels for `n >= 2` nodes spaced `bs` pixels apart.
+    fn new(n: usize, len: usize, bs: usize) -> Self {
+        let inv = 1.0 / bs as f64;
+        let mut t = Self {
+            seg_start: vec![0; n],
+            cdx: Vec::with_capacity(len),
+            dx: Vec::with_capacity(len),
+            c3: Vec::with_capacity(len),
+            d3: Vec::with_capacity(len),
+        };
+        let mut counts = vec![0usize; n - 1];
+        for i in 0..len {
+            let x = (i as f64 + 0.5) * inv - 0.5;
+            let j = (x.floor().max(0.0) as usize).min(n - 2);
+            counts[j] += 1;
+            let dx = x - j as f64;
+            let cdx = 1.0 - dx;
+            t.cdx.push(cdx);
+            t.dx.push(dx);
+            t.c3.push(cdx * cdx - 1.0);
+            t.d3.push(dx * dx - 1.0);
+        }
+        // Segments are non-decreasing along the axis.
+        for (j, &c) in counts.iter().enumerate() {
+            t.seg_start[j + 1] = t.seg_start[j] + c;
+        }
+        t
+    }
+}
+
 /// Bicubic natural-spline interpolation of a box mesh to full resolution. Box `j` is centred on
-/// pixel coordinate `(j + 0.5) * box - 0.5`.
+/// pixel coordinate `(j + 0.5) * box - 0.5`. Arithmetic is that of [`spline_eval`] per pixel,
+/// with the per-column terms computed once and the loop over each segment vectorisable.
 fn spline_map(mesh: &Array2<f32>, ny: usize, nx: usize, bs: usize) -> Array2<f32> {
     let (nby, nbx) = mesh.dim();
     let cols: Vec<(Vec<f64>, Vec<f64>)> = (0..nbx)
@@ -471,6 +561,7 @@ fn spline_map(mesh: &Array2<f32>, ny: usize, nx: usize, bs: usize) -> Array2<f32
         })
         .collect();
     let inv = 1.0 / bs as f64;
+    let xt = (nbx > 1).then(|| SplineTerms::new(nbx, nx, bs));
     let mut out = Array2::<f32>::zeros((ny, nx));
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
@@ -482,10 +573,33 @@ fn spline_map(mesh: &Array2<f32>, ny: usize, nx: usize, bs: usize) -> Array2<f32
             } else {
                 cols.iter().map(|(v, _)| v[0]).collect()
             };
+            let Some(xt) = &xt else {
+                row.fill(nodes[0] as f32);
+                return;
+            };
             let d2 = spline_d2(&nodes);
-            for (x, o) in row.iter_mut().enumerate() {
-                let tx = (x as f64 + 0.5) * inv - 0.5;
-                *o = spline_eval(&nodes, &d2, tx) as f32;
+            let write = |out: &mut [f32]| {
+                for j in 0..nbx - 1 {
+                    let (s, e) = (xt.seg_start[j], xt.seg_start[j + 1]);
+                    let (v0, v1, d0, d1) = (nodes[j], nodes[j + 1], d2[j], d2[j + 1]);
+                    let it = out[s..e]
+                        .iter_mut()
+                        .zip(&xt.cdx[s..e])
+                        .zip(&xt.dx[s..e])
+                        .zip(&xt.c3[s..e])
+                        .zip(&xt.d3[s..e]);
+                    for ((((o, &cdx), &dx), &c3), &d3) in it {
+                        *o = (cdx * (v0 + c3 * d0) + dx * (v1 + d3 * d1)) as f32;
+                    }
+                }
+            };
+            match row.as_slice_mut() {
+                Some(o) => write(o),
+                None => {
+                    let mut tmp = vec![0.0f32; nx];
+                    write(&mut tmp);
+                    row.iter_mut().zip(&tmp).for_each(|(o, &t)| *o = t);
+                }
             }
         });
     out
@@ -526,6 +640,219 @@ mod tests {
             assert!((b - 50.0).abs() < 0.05, "{est:?}: {b}");
             assert!(s > 1.0 && s < 4.0, "{est:?}: {s}");
         }
+    }
+
+    /// The original per-pixel spline map (every pixel through `spline_eval`).
+    fn spline_map_ref(mesh: &Array2<f32>, ny: usize, nx: usize, bs: usize) -> Array2<f32> {
+        let (nby, nbx) = mesh.dim();
+        let cols: Vec<(Vec<f64>, Vec<f64>)> = (0..nbx)
+            .map(|bx| {
+                let v: Vec<f64> = mesh.column(bx).iter().map(|&x| x as f64).collect();
+                let d = spline_d2(&v);
+                (v, d)
+            })
+            .collect();
+        let inv = 1.0 / bs as f64;
+        Array2::from_shape_fn((ny, nx), |(y, x)| {
+            let ty = (y as f64 + 0.5) * inv - 0.5;
+            let nodes: Vec<f64> = if nby > 1 {
+                cols.iter().map(|(v, d)| spline_eval(v, d, ty)).collect()
+            } else {
+                cols.iter().map(|(v, _)| v[0]).collect()
+            };
+            let d2 = spline_d2(&nodes);
+            spline_eval(&nodes, &d2, (x as f64 + 0.5) * inv - 0.5) as f32
+        })
+    }
+
+    #[test]
+    fn spline_map_is_bitwise_the_per_pixel_evaluation() {
+        for &(nby, nbx, bs, ny, nx) in &[
+            (4, 5, 16, 60, 77),
+            (1, 3, 32, 20, 90),
+            (3, 1, 8, 24, 5),
+            (1, 1, 64, 10, 10),
+            (2, 2, 7, 14, 13),
+        ] {
+            let mesh = Array2::from_shape_fn((nby, nbx), |(y, x)| {
+                100.0 + ((y * 37 + x * 11) % 17) as f32 * 0.37 - (x as f32) * 0.1
+            });
+            let a = spline_map(&mesh, ny, nx, bs);
+            let b = spline_map_ref(&mesh, ny, nx, bs);
+            assert!(
+                a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{nby}x{nbx} mesh, box {bs}, {ny}x{nx}"
+            );
+        }
+    }
+
+    /// The original histogram clipping loop (direct sums and walk), for equality.
+    fn histogram_clip_ref(histo: &[u64], mean0: f64, qzero: f64, qscale: f64) -> (f64, f64, f64) {
+        let nlevelsm1 = histo.len() as i64 - 1;
+        let (mut lcut, mut hcut) = (0i64, nlevelsm1);
+        let mut sig = 10.0 * nlevelsm1 as f64;
+        let mut sig1 = 1.0;
+        let mut mea = (mean0 - qzero) / qscale;
+        let mut med = mea;
+        let h = |i: i64| -> u64 {
+            if i >= 0 && i <= nlevelsm1 {
+                histo[i as usize]
+            } else {
+                0
+            }
+        };
+        let mut iter = 0;
+        while iter < 100 && sig >= 0.1 && (sig / sig1 - 1.0).abs() > 1e-4 {
+            iter += 1;
+            sig1 = sig;
+            let (mut sum, mut m1, mut m2) = (0u64, 0.0f64, 0.0f64);
+            let (mut lowsum, mut highsum) = (0u64, 0u64);
+            let (mut lo, mut hi) = (lcut, hcut);
+            for i in lcut..=hcut {
+                if lowsum < highsum {
+                    lowsum += h(lo);
+                    lo += 1;
+                } else {
+                    highsum += h(hi);
+                    hi -= 1;
+                }
+                let p = h(i);
+                sum += p;
+                let dp = p as f64 * i as f64;
+                m1 += dp;
+                m2 += dp * i as f64;
+            }
+            med = if hi >= 0 {
+                let denom = 2.0 * h(lo).max(h(hi)) as f64;
+                let corr = if denom > 0.0 {
+                    (highsum as f64 - lowsum as f64) / denom
+                } else {
+                    0.0
+                };
+                hi as f64 + 0.5 + corr
+            } else {
+                0.0
+            };
+            if sum > 0 {
+                mea = m1 / sum as f64;
+                m2 = m2 / sum as f64 - mea * mea;
+            } else {
+                mea = 0.0;
+            }
+            sig = if m2 > 0.0 { m2.sqrt() } else { 0.0 };
+            let t = med - 3.0 * sig;
+            lcut = if t > 0.0 { (t + 0.5) as i64 } else { 0 };
+            let t = med + 3.0 * sig;
+            hcut = if t < nlevelsm1 as f64 {
+                if t > 0.0 {
+                    (t + 0.5) as i64
+                } else {
+                    (t - 0.5) as i64
+                }
+            } else {
+                nlevelsm1
+            };
+        }
+        (mea, med, sig)
+    }
+
+    #[test]
+    fn histogram_clip_is_bitwise_the_direct_loop() {
+        let mut state = 99u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..60 {
+            let nl = [1usize, 2, 7, 300, 4096][case % 5];
+            // Noisy Gaussian-ish histogram with a tail, plus empty and spiky variants.
+            let c = nl as f64 * (0.3 + 0.4 * next());
+            let w = nl as f64 * (0.02 + 0.2 * next());
+            let histo: Vec<u64> = (0..nl)
+                .map(|i| {
+                    let z = (i as f64 - c) / w;
+                    let base =
+                        6.0 * (-0.5 * z * z).exp() + if z > 0.0 { 0.5 * (-z).exp() } else { 0.0 };
+                    let v = (base * (0.5 + next())).floor() as u64;
+                    if case % 11 == 3 && i % 5 == 0 {
+                        v + 20
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            let a = histogram_clip(&histo, 0.0, -1.0, 0.1);
+            let b = histogram_clip_ref(&histo, 0.0, -1.0, 0.1);
+            assert_eq!(
+                (a.0.to_bits(), a.1.to_bits(), a.2.to_bits()),
+                (b.0.to_bits(), b.1.to_bits(), b.2.to_bits()),
+                "case {case}: {a:?} vs {b:?}"
+            );
+        }
+    }
+
+    /// The direct two-pointer walk that [`median_split`] replaces.
+    fn median_split_ref(histo: &[u64], lcut: i64, hcut: i64) -> (i64, i64, u64, u64) {
+        let (mut lowsum, mut highsum) = (0u64, 0u64);
+        let (mut lo, mut hi) = (lcut, hcut);
+        for _ in lcut..=hcut {
+            if lowsum < highsum {
+                lowsum += histo[lo as usize];
+                lo += 1;
+            } else {
+                highsum += histo[hi as usize];
+                hi -= 1;
+            }
+        }
+        (lo, hi, lowsum, highsum)
+    }
+
+    #[test]
+    fn median_split_equals_two_pointer_walk() {
+        // Deterministic pseudo-random histograms with empty runs, spikes and ties.
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let mut checked = 0;
+        for case in 0..400 {
+            let n = 1 + (next() % 60) as usize;
+            let histo: Vec<u64> = (0..n)
+                .map(|_| match next() % 5 {
+                    0 | 1 => 0,
+                    2 => 1 + next() % 3,
+                    3 => next() % 9,
+                    _ => {
+                        if case % 7 == 0 {
+                            50
+                        } else {
+                            2
+                        }
+                    }
+                })
+                .collect();
+            let mut c0 = vec![0u64];
+            for &p in &histo {
+                c0.push(c0.last().unwrap() + p);
+            }
+            for _ in 0..8 {
+                let lcut = (next() % n as u64) as i64;
+                let hcut = lcut + (next() % (n as u64 - lcut as u64)) as i64;
+                assert_eq!(
+                    median_split(&c0, lcut, hcut),
+                    median_split_ref(&histo, lcut, hcut),
+                    "{histo:?} {lcut} {hcut}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3200);
+        assert_eq!(median_split(&[0, 3, 5], 1, 0), (1, 0, 0, 0));
     }
 
     #[test]
