@@ -49,10 +49,10 @@ fn sim_run(method: Method, seed: u64, size: usize, n_transients: usize) -> Evalu
 }
 
 /// The demo's targets (issue 11): >= 97% of S/N >= 10 transients recovered and <= 2 false
-/// candidates per megapixel, over two 1024^2 pairs. Fluxes: median ratio within 5%, a
-/// regression guard. ZOGY's flux ratio follows its fitted beta, which scatters by about +-2%
-/// between seeds with estimated PSFs (0.964 and 0.986 on these seeds; see issue 6).
-fn demo_targets(method: Method) {
+/// candidates per megapixel, over two 1024^2 pairs. Fluxes: median ratio within `flux_tol`
+/// (ZOGY 3%, issue 6's target: 1.012 and 0.998 on these seeds with the aperture-corrected PSF
+/// photometry; SFFT's aperture photometry 5%, a regression guard).
+fn demo_targets(method: Method, flux_tol: f64) {
     let runs: Vec<Evaluation> = (1..=2)
         .map(|seed| sim_run(method, seed, 1024, 120))
         .collect();
@@ -70,7 +70,7 @@ fn demo_targets(method: Method) {
     assert!(fp <= 2.0, "{method}: {fp} false candidates per Mpix");
     for e in &runs {
         assert!(
-            (e.median_flux_ratio - 1.0).abs() < 0.05,
+            (e.median_flux_ratio - 1.0).abs() < flux_tol,
             "{method}: flux ratio {}",
             e.median_flux_ratio
         );
@@ -79,12 +79,12 @@ fn demo_targets(method: Method) {
 
 #[test]
 fn demo_targets_zogy() {
-    demo_targets(Method::Zogy);
+    demo_targets(Method::Zogy, 0.03);
 }
 
 #[test]
 fn demo_targets_sfft() {
-    demo_targets(Method::Sfft);
+    demo_targets(Method::Sfft, 0.05);
 }
 
 /// The real ProperImage pair (frames 74 s apart: nothing real changes) with fakes made of the
@@ -160,6 +160,9 @@ fn properimage_with_fakes(method: Method) -> Option<Evaluation> {
     Some(e)
 }
 
+/// ZOGY on the real pair: completeness >= 97%; flux within 5% (1.030 measured: the fakes
+/// are copies of the PSF *model*, which lacks the real stars' wider wings that ZOGY's flux
+/// aperture correction restores, so they read ~3% high).
 #[test]
 fn properimage_pair_with_fakes_zogy() {
     let Some(e) = properimage_with_fakes(Method::Zogy) else {
