@@ -131,11 +131,17 @@ impl Shifter {
     fn shifted(&self, dx: f64, dy: f64) -> Array2<f64> {
         let (ny, nx) = self.fft.shape();
         let mut s = self.spec.clone();
-        for ((ky, kx), v) in s.indexed_iter_mut() {
+        // The phase ramp is separable: one table per axis.
+        let tau = -2.0 * std::f64::consts::PI;
+        let ramp_x: Vec<Complex<f64>> = (0..s.ncols())
+            .map(|kx| Complex::from_polar(1.0, tau * kx as f64 / nx as f64 * dx))
+            .collect();
+        for (ky, mut row) in s.axis_iter_mut(ndarray::Axis(0)).enumerate() {
             let fy = diffim_core::fft::signed_freq(ky, ny) as f64 / ny as f64;
-            let fx = kx as f64 / nx as f64;
-            let ph = -2.0 * std::f64::consts::PI * (fx * dx + fy * dy);
-            *v *= Complex::new(ph.cos(), ph.sin());
+            let ry = Complex::from_polar(1.0, tau * fy * dy);
+            for (v, rx) in row.iter_mut().zip(&ramp_x) {
+                *v *= ry * rx;
+            }
         }
         self.fft.inverse(s)
     }

@@ -5,7 +5,7 @@
 //! `rustfft` after a blocked transpose; both passes run in parallel over rows with rayon.
 //! Plans are made once in [`Fft2::new`] and reused (plan once, run many times).
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use num_complex::Complex;
 use rayon::prelude::*;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
@@ -38,25 +38,63 @@ impl<T: FftFloat> std::fmt::Debug for Fft2<T> {
 
 const BLOCK: usize = 32;
 
+/// Arrays smaller than this (elements) are transformed on the calling thread: for tiny
+/// arrays (cutouts, kernels) handing rows to the thread pool costs more than the FFT.
+const PAR_MIN_ELEMS: usize = 1 << 14;
+
 /// Blocked transpose of `src` (shape `(r, c)`) into `dst` (shape `(c, r)`).
 fn transpose_into<E: Copy + Send + Sync>(src: &ArrayView2<E>, dst: &mut ArrayViewMut2<E>) {
     let (r, c) = src.dim();
     debug_assert_eq!(dst.dim(), (c, r));
-    dst.axis_chunks_iter_mut(Axis(0), BLOCK)
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(bi, mut chunk)| {
-            let c0 = bi * BLOCK;
-            let nrow = chunk.nrows();
-            for r0 in (0..r).step_by(BLOCK) {
-                let r1 = (r0 + BLOCK).min(r);
-                for i in 0..nrow {
-                    for j in r0..r1 {
-                        chunk[[i, j]] = src[[j, c0 + i]];
-                    }
+    let block = |bi: usize, mut chunk: ArrayViewMut2<E>| {
+        let c0 = bi * BLOCK;
+        let nrow = chunk.nrows();
+        for r0 in (0..r).step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(r);
+            for i in 0..nrow {
+                for j in r0..r1 {
+                    chunk[[i, j]] = src[[j, c0 + i]];
                 }
             }
-        });
+        }
+    };
+    if r * c >= PAR_MIN_ELEMS {
+        dst.axis_chunks_iter_mut(Axis(0), BLOCK)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(bi, chunk)| block(bi, chunk));
+    } else {
+        for (bi, chunk) in dst.axis_chunks_iter_mut(Axis(0), BLOCK).enumerate() {
+            block(bi, chunk);
+        }
+    }
+}
+
+/// Applies `f` to each pair of rows of `a` and `b` (with per-thread state from `init`), on
+/// the thread pool when `par`, else on the calling thread.
+fn zip_rows<A, B, S, I, F>(
+    par: bool,
+    mut a: ArrayViewMut2<A>,
+    mut b: ArrayViewMut2<B>,
+    init: I,
+    f: F,
+) where
+    A: Send + Sync,
+    B: Send + Sync,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, ArrayViewMut1<A>, ArrayViewMut1<B>) + Sync + Send,
+{
+    if par {
+        a.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(b.axis_iter_mut(Axis(0)).into_par_iter())
+            .for_each_init(init, |s, (x, y)| f(s, x, y));
+    } else {
+        let mut s = init();
+        for (x, y) in a.axis_iter_mut(Axis(0)).zip(b.axis_iter_mut(Axis(0))) {
+            f(&mut s, x, y);
+        }
+    }
 }
 
 impl<T: FftFloat> Fft2<T> {
@@ -76,6 +114,11 @@ impl<T: FftFloat> Fft2<T> {
             col_fwd: cp.plan_fft_forward(ny),
             col_inv: cp.plan_fft_inverse(ny),
         }
+    }
+
+    /// Whether the passes run on the thread pool (large arrays only).
+    fn parallel(&self) -> bool {
+        self.ny * self.nx >= PAR_MIN_ELEMS
     }
 
     /// Real-space shape `(ny, nx)`.
@@ -116,20 +159,28 @@ impl<T: FftFloat> Fft2<T> {
         let nc = self.nx / 2 + 1;
         // 1. real FFT of each row into a (ny, nc) buffer; 2. the columns.
         let mut rows = Array2::<Complex<T>>::zeros((self.ny, nc));
-        rows.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .zip(input.axis_iter(Axis(0)).into_par_iter())
-            .for_each_init(
-                || (self.r2c.make_input_vec(), self.r2c.make_scratch_vec()),
-                |(buf, scratch), (mut orow, irow)| {
-                    for (b, v) in buf.iter_mut().zip(irow.iter()) {
-                        *b = *v;
-                    }
-                    let o = orow.as_slice_mut().expect("row-major buffer");
-                    // Lengths are fixed by the plan, so this cannot fail.
-                    let _ = self.r2c.process_with_scratch(buf, o, scratch);
-                },
-            );
+        let init = || (self.r2c.make_input_vec(), self.r2c.make_scratch_vec());
+        let row_fft = |(buf, scratch): &mut (Vec<T>, Vec<Complex<T>>),
+                       mut orow: ArrayViewMut1<Complex<T>>,
+                       irow: ArrayView1<T>| {
+            for (b, v) in buf.iter_mut().zip(irow.iter()) {
+                *b = *v;
+            }
+            let o = orow.as_slice_mut().expect("row-major buffer");
+            // Lengths are fixed by the plan, so this cannot fail.
+            let _ = self.r2c.process_with_scratch(buf, o, scratch);
+        };
+        if self.parallel() {
+            rows.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .zip(input.axis_iter(Axis(0)).into_par_iter())
+                .for_each_init(init, |st, (o, i)| row_fft(st, o, i));
+        } else {
+            let mut st = init();
+            for (o, i) in rows.axis_iter_mut(Axis(0)).zip(input.axis_iter(Axis(0))) {
+                row_fft(&mut st, o, i);
+            }
+        }
         self.columns_forward(&rows, out);
     }
 
@@ -214,35 +265,43 @@ impl<T: FftFloat> Fft2<T> {
         drop(t);
         let norm = T::one() / T::from(self.ny * self.nx).unwrap_or_else(T::one);
         let nx = self.nx;
-        out.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .zip(rows.axis_iter_mut(Axis(0)).into_par_iter())
-            .for_each_init(
-                || (self.c2r.make_output_vec(), self.c2r.make_scratch_vec()),
-                |(buf, scratch), (mut orow, mut srow)| {
-                    let s = srow.as_slice_mut().expect("row-major buffer");
-                    // A real signal's DC (and Nyquist, for even nx) bins are real; rounding
-                    // can leave a tiny imaginary part that realfft would reject.
-                    s[0].im = T::zero();
-                    if nx % 2 == 0 {
-                        s[nc - 1].im = T::zero();
-                    }
-                    let _ = self.c2r.process_with_scratch(s, buf, scratch);
-                    for (o, v) in orow.iter_mut().zip(buf.iter()) {
-                        *o = *v * norm;
-                    }
-                },
-            );
+        zip_rows(
+            self.parallel(),
+            out.view_mut(),
+            rows.view_mut(),
+            || (self.c2r.make_output_vec(), self.c2r.make_scratch_vec()),
+            |(buf, scratch), mut orow, mut srow| {
+                let s = srow.as_slice_mut().expect("row-major buffer");
+                // A real signal's DC (and Nyquist, for even nx) bins are real; rounding
+                // can leave a tiny imaginary part that realfft would reject.
+                s[0].im = T::zero();
+                if nx % 2 == 0 {
+                    s[nc - 1].im = T::zero();
+                }
+                let _ = self.c2r.process_with_scratch(s, buf, scratch);
+                for (o, v) in orow.iter_mut().zip(buf.iter()) {
+                    *o = *v * norm;
+                }
+            },
+        );
     }
 
     fn complex_rows(&self, a: &mut Array2<Complex<T>>, plan: &Arc<dyn Fft<T>>) {
-        a.axis_iter_mut(Axis(0)).into_par_iter().for_each_init(
-            || vec![Complex::new(T::zero(), T::zero()); plan.get_inplace_scratch_len()],
-            |scratch, mut row| {
-                let r = row.as_slice_mut().expect("row-major buffer");
-                plan.process_with_scratch(r, scratch);
-            },
-        );
+        let init = || vec![Complex::new(T::zero(), T::zero()); plan.get_inplace_scratch_len()];
+        let run = |scratch: &mut Vec<Complex<T>>, mut row: ArrayViewMut1<Complex<T>>| {
+            let r = row.as_slice_mut().expect("row-major buffer");
+            plan.process_with_scratch(r, scratch);
+        };
+        if self.parallel() {
+            a.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .for_each_init(init, run);
+        } else {
+            let mut scratch = init();
+            for row in a.axis_iter_mut(Axis(0)) {
+                run(&mut scratch, row);
+            }
+        }
     }
 
     /// Signed integer frequency of spectrum row `ky` (in cycles per image height).
@@ -340,6 +399,31 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn parallel_path_matches_direct_sums_and_round_trips() {
+        // 129 x 128 >= PAR_MIN_ELEMS: the passes run on the thread pool.
+        let (ny, nx) = (129, 128);
+        assert!(ny * nx >= PAR_MIN_ELEMS);
+        let mut seed = 5;
+        let a = Array2::from_shape_fn((ny, nx), |_| lcg(&mut seed));
+        let f = Fft2::<f64>::new(ny, nx);
+        let spec = f.forward(&a.view());
+        for &(ky, kx) in &[(0, 0), (1, 2), (64, 63), (128, 64), (77, 5)] {
+            let mut s = Complex::new(0.0, 0.0);
+            for ((y, x), v) in a.indexed_iter() {
+                let ph = -2.0
+                    * std::f64::consts::PI
+                    * ((ky * y) as f64 / ny as f64 + (kx * x) as f64 / nx as f64);
+                s += v * Complex::new(ph.cos(), ph.sin());
+            }
+            assert!((spec[[ky, kx]] - s).norm() < 1e-9, "bin ({ky}, {kx})");
+        }
+        let back = f.inverse(spec);
+        for (p, q) in back.iter().zip(a.iter()) {
+            assert!((p - q).abs() < 1e-12);
+        }
     }
 
     #[test]
