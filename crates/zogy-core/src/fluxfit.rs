@@ -10,7 +10,7 @@ use crate::psf::{PsfProvider, checked_stamp};
 use crate::{ZogyError, odd_fast_len};
 use diffim_core::fft::{Fft2, signed_freq};
 use diffim_core::psf::{embed_psf, extract_centered};
-use diffim_core::stats::median;
+use diffim_core::stats::{median, tukey_mean};
 use ndarray::{Array2, ArrayView2, s};
 use num_complex::Complex;
 
@@ -172,48 +172,6 @@ pub(crate) fn fit_star(
         });
     }
     out
-}
-
-/// Tukey-biweight weighted mean of `v` with one-sigma errors `e`: iteratively reweighted,
-/// residual scale from the MAD (never below the formal errors). Returns
-/// `(mean, error, iterations, n_kept)`.
-pub(crate) fn tukey_mean(
-    v: &[f64],
-    e: &[f64],
-    c: f64,
-    max_iter: usize,
-) -> Option<(f64, f64, usize, usize)> {
-    let mut mu = median(v.iter().copied())?;
-    let mut it = 0;
-    let mut result = (mu, f64::INFINITY, 0, 0);
-    for k in 0..max_iter.max(1) {
-        it = k + 1;
-        let r: Vec<f64> = v.iter().zip(e).map(|(x, s)| (x - mu) / s).collect();
-        let scale = diffim_core::stats::mad_std(r.iter().copied())
-            .unwrap_or(1.0)
-            .max(1.0);
-        let (mut sw, mut swx, mut kept) = (0.0, 0.0, 0);
-        for ((x, s), ri) in v.iter().zip(e).zip(&r) {
-            let u = ri / (c * scale);
-            if u.abs() < 1.0 {
-                let w = (1.0 - u * u).powi(2) / (s * s);
-                sw += w;
-                swx += w * x;
-                kept += 1;
-            }
-        }
-        if sw <= 0.0 {
-            break;
-        }
-        let new = swx / sw;
-        result = (new, scale / sw.sqrt(), it, kept);
-        let conv = (new - mu).abs() <= 1e-6 * (scale / sw.sqrt()).max(1e-300);
-        mu = new;
-        if conv {
-            break;
-        }
-    }
-    Some((result.0, result.1, it, result.3))
 }
 
 /// Inputs of [`fit_flux_ratio`] for one image.

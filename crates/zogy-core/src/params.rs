@@ -165,8 +165,8 @@ pub struct ZogyDiagnostics {
     pub n_tiles: usize,
     /// FFT array shape `(ny, nx)` of one tile (padded to a fast size).
     pub pad_shape: (usize, usize),
-    /// Full-size 2-D FFTs per tile (4 forward + 2 inverse, +5 with noise maps, +4 with
-    /// astrometric noise).
+    /// Full-size 2-D FFTs per tile (4 forward, two of them PSF stamps at half cost, + 2
+    /// inverse; +5 with noise maps; +1 with astrometric noise or the PSF-error term).
     pub ffts_per_tile: usize,
     /// Pixels that were masked or non-finite in either input and inpainted.
     pub n_inpainted: usize,

@@ -31,7 +31,9 @@
 //!   `diff / noise` is close to N(0,1) around bright stars too);
 //! - extras: `"psf_d"` (odd stamp, unit sum), `"s"` (matched filter `S`), `"flux"` and
 //!   `"flux_err"` (PSF-photometry flux of a point source centred on each pixel, `beta S / F_S`,
-//!   and its error).
+//!   and its error), aperture-corrected by default
+//!   ([`ZogyOptions::flux_aperture_correction`]: scaled so that the common stars' PSF fluxes
+//!   match their 3-FWHM aperture fluxes).
 
 use super::{Method, SubtractError, SubtractInputs, Subtraction, seconds_since};
 use ndarray::{Array2, ArrayView2, Zip};
@@ -228,40 +230,12 @@ fn common_stars(a: &[Object], b: &[Object]) -> Vec<StarPair> {
         .collect()
 }
 
-/// Tukey-biweight weighted mean of `v` with errors `e` (iteratively reweighted from the
-/// median, residual scale from the MAD, never below the formal errors): `(mean, error,
-/// n_kept)`.
+/// Tukey-biweight weighted mean of `v` with errors `e` ([`diffim_core::stats::tukey_mean`],
+/// at most 20 iterations): `(mean, error, n_kept)`, `None` when no value keeps a weight.
 fn tukey_mean(v: &[f64], e: &[f64], c: f64) -> Option<(f64, f64, usize)> {
-    let mut mu = diffim_core::stats::median(v.iter().copied())?;
-    let mut out = None;
-    for _ in 0..20 {
-        let r: Vec<f64> = v.iter().zip(e).map(|(x, s)| (x - mu) / s).collect();
-        let scale = diffim_core::stats::mad_std(r.iter().copied())
-            .unwrap_or(1.0)
-            .max(1.0);
-        let (mut sw, mut swx, mut kept) = (0.0, 0.0, 0);
-        for ((x, s), ri) in v.iter().zip(e).zip(&r) {
-            let u = ri / (c * scale);
-            if u.abs() < 1.0 {
-                let w = (1.0 - u * u).powi(2) / (s * s);
-                sw += w;
-                swx += w * x;
-                kept += 1;
-            }
-        }
-        if sw <= 0.0 {
-            break;
-        }
-        let new = swx / sw;
-        let err = scale / sw.sqrt();
-        out = Some((new, err, kept));
-        let done = (new - mu).abs() <= 1e-6 * err;
-        mu = new;
-        if done {
-            break;
-        }
-    }
-    out
+    diffim_core::stats::tukey_mean(v, e, c, 20)
+        .filter(|t| t.3 > 0)
+        .map(|t| (t.0, t.1, t.3))
 }
 
 /// A star's science aperture photometry: position, background-subtracted flux, its error,
