@@ -105,6 +105,8 @@ pub(crate) struct Fits {
     owns_c_buffer: bool,
     /// Keeps the bytes of a read-only file alive.
     _bytes: Option<Vec<u8>>,
+    /// HDUs appended by [`Fits::create_image`] (files we create).
+    n_created: usize,
 }
 
 impl Fits {
@@ -146,6 +148,7 @@ impl Fits {
             cell,
             owns_c_buffer: false,
             _bytes: Some(bytes),
+            n_created: 0,
         })
     }
 
@@ -163,6 +166,10 @@ impl Fits {
                 context: "create memory file".into(),
             });
         }
+        // The allocator may hand back the memory of an earlier file: zero it, so that nothing
+        // past what we write can look like a FITS header.
+        // SAFETY: `buf` holds `start` bytes.
+        unsafe { ptr::write_bytes(buf.cast::<u8>(), 0, start) };
         let mut cell = Box::new(MemCell {
             ptr: buf,
             size: start,
@@ -186,6 +193,7 @@ impl Fits {
             cell,
             owns_c_buffer: true,
             _bytes: None,
+            n_created: 0,
         };
         check(status, "ffimem")?;
         Ok(fits)
@@ -362,6 +370,7 @@ impl Fits {
         // SAFETY: axes holds `naxis` values.
         unsafe { sys::ffcrimll(self.fptr, bitpix, naxis, axes.as_mut_ptr(), &mut status) };
         check(status, "ffcrimll")?;
+        self.n_created += 1;
         let recs = self.read_records()?;
         for (i, rec) in recs.iter().enumerate().rev() {
             let key = rec.get(..8).unwrap_or(rec).trim_end();
@@ -412,7 +421,14 @@ impl Fits {
         // SAFETY: valid fptr.
         unsafe { sys::ffflus(self.fptr, &mut status) };
         check(status, "ffflus")?;
-        let n = self.num_hdus()?;
+        // The HDUs we appended, not `num_hdus`: cfitsio scans the buffer past the last HDU,
+        // and memory it grew by realloc may hold stale bytes of an earlier file (seen as
+        // extra HDUs in the output).
+        let n = if self.n_created > 0 {
+            self.n_created
+        } else {
+            self.num_hdus()?
+        };
         self.move_to(n.saturating_sub(1))?;
         let (_, _, end) = self.hdu_offsets()?;
         // SAFETY: valid fptr; nulled right after so that Drop does not close it again.
