@@ -2,6 +2,8 @@
 //! what it leaves behind.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -18,7 +20,7 @@ fn s(p: &Path) -> &str {
 
 /// A 512^2 simulated pair written by `diffim demo --sim-only`.
 fn sim_pair(dir: &Path) {
-    let o = diffim(&[
+    common::diffim_ok(&[
         "--quiet",
         "demo",
         "--sim-only",
@@ -29,14 +31,13 @@ fn sim_pair(dir: &Path) {
         "--out",
         s(dir),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
 fn demo_runs_the_whole_job_and_scores_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = diffim(&[
+    let o = common::diffim_ok(&[
         "--json",
         "demo",
         "--size",
@@ -46,7 +47,6 @@ fn demo_runs_the_whole_job_and_scores_it() {
         "--out",
         s(&out),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["completeness_snr10"].as_f64().unwrap() >= 0.9, "{v}");
     assert!(v["median_flux_ratio"].as_f64().unwrap() > 0.9, "{v}");
@@ -63,7 +63,7 @@ fn demo_runs_the_whole_job_and_scores_it() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // Human output: the injected-vs-recovered table.
-    let o = diffim(&[
+    let o = common::diffim_ok(&[
         "demo",
         "--size",
         "512",
@@ -74,7 +74,6 @@ fn demo_runs_the_whole_job_and_scores_it() {
         "--out",
         s(&out),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("injected vs recovered (sfft"), "{text}");
     assert!(text.contains("S/N >= 10:"), "{text}");
@@ -91,7 +90,7 @@ fn pipeline_then_cutouts_then_errors() {
         pair.join("science_mask.fits"),
         pair.join("template_mask.fits"),
     );
-    let o = diffim(&[
+    let o = common::diffim_ok(&[
         "--json",
         "pipeline",
         s(&sci),
@@ -108,7 +107,6 @@ fn pipeline_then_cutouts_then_errors() {
         "--out",
         s(&run),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let n = v["candidates"].as_u64().unwrap() as usize;
     assert!(n >= 5, "a 512^2 default pair has 20 transients: {v}");
@@ -150,7 +148,7 @@ fn pipeline_then_cutouts_then_errors() {
 
     // Cutouts from the candidate table, with the adjust fit.
     let stamps = dir.path().join("stamps");
-    let o = diffim(&[
+    common::diffim_ok(&[
         "cutouts",
         "--candidates",
         s(&run.join("candidates.csv")),
@@ -172,7 +170,6 @@ fn pipeline_then_cutouts_then_errors() {
         "--out",
         s(&stamps),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for i in 1..=n {
         assert!(
             stamps.join(format!("cand-{i}.fits")).exists()
@@ -327,7 +324,7 @@ fn batch_runs_resumes_and_summarises() {
     ]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("2 pairs selected, 1 to run"), "{text}"); // rows 0 (a, done) and 2 (c)
-    let o = diffim(&[
+    let o = common::diffim_ok(&[
         "batch",
         s(&manifest),
         "--out",
@@ -337,7 +334,6 @@ fn batch_runs_resumes_and_summarises() {
         "--method",
         "sfft",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("1 pairs selected, 1 to run"));
     assert!(runs.join("b/summary.json").exists());
     let o = diffim(&["batch", s(&manifest), "--out", s(&runs), "--index", "9"]);
