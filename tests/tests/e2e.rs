@@ -160,9 +160,10 @@ fn properimage_with_fakes(method: Method) -> Option<Evaluation> {
     Some(e)
 }
 
-/// ZOGY on the real pair: completeness >= 97%; flux within 5% (1.030 measured: the fakes
-/// are copies of the PSF *model*, which lacks the real stars' wider wings that ZOGY's flux
-/// aperture correction restores, so they read ~3% high).
+/// ZOGY on the real pair: completeness >= 97% (60/60 measured), no false candidate (<= 1 per
+/// Mpix is the target; before the cosmic-ray and PSF-wing work: 2), flux within 3% (1.024
+/// measured: the fakes are copies of the PSF *model*, which lacks the real stars' wider
+/// wings that ZOGY's flux aperture correction restores, so they read a little high).
 #[test]
 fn properimage_pair_with_fakes_zogy() {
     let Some(e) = properimage_with_fakes(Method::Zogy) else {
@@ -174,7 +175,12 @@ fn properimage_pair_with_fakes_zogy() {
         e.completeness_snr10()
     );
     assert!(
-        (e.median_flux_ratio - 1.0).abs() < 0.05,
+        e.false_per_mpix <= 1.0,
+        "false per Mpix {}",
+        e.false_per_mpix
+    );
+    assert!(
+        (e.median_flux_ratio - 1.0).abs() < 0.03,
         "flux ratio {}",
         e.median_flux_ratio
     );

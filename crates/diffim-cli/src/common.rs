@@ -102,10 +102,14 @@ pub struct PairInputs {
     pub science_noise: Option<Array2<f32>>,
     /// Template noise map (RMS).
     pub template_noise: Option<Array2<f32>>,
-    /// Science gain (explicit, else GAIN).
+    /// Science gain (explicit, else GAIN, else estimated from the sky).
     pub science_gain: Option<f64>,
     /// Template gain.
     pub template_gain: Option<f64>,
+    /// Where the science gain came from.
+    pub science_gain_source: GainOrigin,
+    /// Where the template gain came from.
+    pub template_gain_source: GainOrigin,
 }
 
 /// The file options shared by `subtract` and `pipeline`.
@@ -141,18 +145,66 @@ pub struct SubtractArgs {
     /// Template bad-pixel mask (non-zero = bad).
     #[arg(long)]
     pub template_mask: Option<PathBuf>,
-    /// Science gain, e-/ADU (default: the GAIN keyword).
+    /// Science gain, e-/ADU (default: the GAIN keyword, else estimated from the sky as
+    /// sky / sky variance, which assumes raw counts with the bias removed; a note prints the
+    /// value; summary.json records where each gain came from).
     #[arg(long)]
     pub gain: Option<f64>,
-    /// Template gain, e-/ADU (default: the template's GAIN keyword).
+    /// Template gain, e-/ADU (default: the template's GAIN keyword, else estimated).
     #[arg(long)]
     pub template_gain: Option<f64>,
     /// Path of the hotpants executable (default: $HOTPANTS, then PATH).
     #[arg(long)]
     pub hotpants: Option<PathBuf>,
+    /// ZOGY: source of the flux ratio beta. `aperture` (default): robust mean of the
+    /// large-aperture flux ratios of the common bright isolated stars (falls back to the PSF
+    /// fit with fewer than 5 such stars); `psf-fit`: zogy-core's fit of matched PSF
+    /// photometry with the estimated PSF models (biased by their shape errors, +-3 %).
+    #[arg(long, value_enum, default_value_t = ZogyBeta::Aperture)]
+    pub zogy_beta: ZogyBeta,
+    /// ZOGY: leave the PSF-photometry flux planes (flux.fits, flux_err.fits) uncorrected
+    /// (by default they are scaled so that the common stars' PSF fluxes match their 3-FWHM
+    /// aperture fluxes).
+    #[arg(long)]
+    pub no_flux_correction: bool,
     /// Replace existing output files.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// `--zogy-beta`: where ZOGY's flux ratio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ZogyBeta {
+    /// Large-aperture flux ratios of the common stars (the default).
+    #[default]
+    Aperture,
+    /// zogy-core's PSF-photometry fit.
+    PsfFit,
+}
+
+/// Where a gain came from (summary.json `science_gain_source` / `template_gain_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GainOrigin {
+    /// `--gain` / `--template-gain` (or a manifest column).
+    Option,
+    /// The GAIN header keyword.
+    Header,
+    /// Estimated from the sky ([`diffim::subtract::resolve_gain`]).
+    Estimated,
+    /// None of those: the methods use 1 e-/ADU for the source-noise term.
+    Unknown,
+}
+
+impl GainOrigin {
+    /// `"option"`, `"header"`, `"estimated"` or `"unknown"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Option => "option",
+            Self::Header => "header",
+            Self::Estimated => "estimated",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 impl SubtractArgs {
@@ -161,6 +213,19 @@ impl SubtractArgs {
         self.method
             .parse()
             .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))
+    }
+
+    /// The ZOGY options of `--zogy-beta` and `--no-flux-correction` (the rest default).
+    pub fn zogy_options(&self) -> diffim::subtract::zogy::ZogyOptions {
+        use diffim::subtract::zogy::{BetaSource, ZogyOptions};
+        ZogyOptions {
+            beta_from: match self.zogy_beta {
+                ZogyBeta::Aperture => BetaSource::Aperture,
+                ZogyBeta::PsfFit => BetaSource::PsfFit,
+            },
+            flux_aperture_correction: !self.no_flux_correction,
+            ..Default::default()
+        }
     }
 
     /// The masks and gains as [`PairFiles`] (no noise maps).
@@ -176,11 +241,26 @@ impl SubtractArgs {
 }
 
 impl PairInputs {
-    /// Loads the masks and noise maps of `files` for an already loaded pair, checking shapes.
+    /// Loads the masks and noise maps of `files` for an already loaded pair, checking shapes;
+    /// a gain that is neither given nor in the header is estimated from the sky (masked
+    /// pixels excluded), with a note.
     pub fn load(
         science: LoadedImage,
         template: LoadedImage,
         files: &PairFiles,
+        ctx: &Ctx,
+    ) -> Result<Self, CliError> {
+        Self::load_with_template_mask(science, template, None, files, ctx)
+    }
+
+    /// [`PairInputs::load`] with an extra template mask (e.g. a fetched template's coverage),
+    /// OR-ed into the template mask from `files`.
+    pub fn load_with_template_mask(
+        science: LoadedImage,
+        template: LoadedImage,
+        extra_template_mask: Option<Array2<bool>>,
+        files: &PairFiles,
+        ctx: &Ctx,
     ) -> Result<Self, CliError> {
         let shape = science.data.dim();
         if template.data.dim() != shape {
@@ -193,16 +273,56 @@ impl PairInputs {
                 shape
             )));
         }
+        if let Some(m) = &extra_template_mask
+            && m.dim() != shape
+        {
+            return Err(CliError::failure(format!(
+                "template mask has shape {:?}, image has {:?}",
+                m.dim(),
+                shape
+            )));
+        }
+        let science_mask = load_mask(files.mask, shape)?;
+        let template_mask = match (load_mask(files.template_mask, shape)?, extra_template_mask) {
+            (Some(given), Some(extra)) => Some(&given | &extra),
+            (given, extra) => given.or(extra),
+        };
+        let (science_gain, science_gain_source) =
+            resolve_gain(files.gain, &science, science_mask.as_ref(), ctx);
+        let (template_gain, template_gain_source) =
+            resolve_gain(files.template_gain, &template, template_mask.as_ref(), ctx);
         Ok(Self {
-            science_mask: load_mask(files.mask, shape)?,
-            template_mask: load_mask(files.template_mask, shape)?,
+            science_mask,
+            template_mask,
             science_noise: load_noise(files.noise, shape)?,
             template_noise: load_noise(files.template_noise, shape)?,
-            science_gain: gain_from(files.gain, &science.header),
-            template_gain: gain_from(files.template_gain, &template.header),
+            science_gain,
+            template_gain,
+            science_gain_source,
+            template_gain_source,
             science,
             template,
         })
+    }
+
+    /// The gains and where they came from, for summary.json (`science_gain`,
+    /// `science_gain_source`, `template_gain`, `template_gain_source`).
+    pub fn gain_summary(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("science_gain".into(), serde_json::json!(self.science_gain));
+        m.insert(
+            "science_gain_source".into(),
+            self.science_gain_source.as_str().into(),
+        );
+        m.insert(
+            "template_gain".into(),
+            serde_json::json!(self.template_gain),
+        );
+        m.insert(
+            "template_gain_source".into(),
+            self.template_gain_source.as_str().into(),
+        );
+        m
     }
 
     /// The subtraction inputs (views into this pair).
@@ -233,6 +353,59 @@ pub fn gain_from(explicit: Option<f64>, h: &Header) -> Option<f64> {
     explicit
         .or_else(|| header_f64(h, "GAIN"))
         .filter(|g| *g > 0.0)
+}
+
+/// The gain of `img` and where it came from: the explicit value, else the header's GAIN
+/// (positive values only), else an estimate from the sky ([`diffim::subtract::resolve_gain`],
+/// pixels of `mask` excluded), announced by a note (via [`say`]); unknown when the sky does
+/// not allow one (e.g. a background-subtracted image; the note says why).
+pub fn resolve_gain(
+    explicit: Option<f64>,
+    img: &LoadedImage,
+    mask: Option<&Array2<bool>>,
+    ctx: &Ctx,
+) -> (Option<f64>, GainOrigin) {
+    let (gain, origin, note) = gain_with_note(explicit, img, mask);
+    if let Some(n) = note {
+        say(ctx, n);
+    }
+    (gain, origin)
+}
+
+/// [`resolve_gain`] without printing: the note (estimated value, or why none) is returned
+/// for the caller to print where it belongs (stderr when stdout carries data).
+pub fn gain_with_note(
+    explicit: Option<f64>,
+    img: &LoadedImage,
+    mask: Option<&Array2<bool>>,
+) -> (Option<f64>, GainOrigin, Option<String>) {
+    if let Some(g) = explicit.filter(|g| g.is_finite() && *g > 0.0) {
+        return (Some(g), GainOrigin::Option, None);
+    }
+    if let Some(g) = gain_from(None, &img.header) {
+        return (Some(g), GainOrigin::Header, None);
+    }
+    let mask_view = mask.map(|m| m.view());
+    let r = diffim::subtract::resolve_gain(&img.data.view(), mask_view.as_ref(), None);
+    let note = match (&r.estimate, &r.failure) {
+        (Some(e), _) => Some(format!(
+            "note: no gain for {}: estimated {:.3} e-/ADU from the sky (sky {:.1} ADU, RMS \
+             {:.2} ADU; assumes raw counts with the bias removed)",
+            img.path.display(),
+            e.gain,
+            e.sky,
+            e.sky_rms
+        )),
+        (None, Some(err)) => Some(format!(
+            "note: no gain for {}, and {err}",
+            img.path.display()
+        )),
+        (None, None) => None,
+    };
+    match r.source {
+        diffim::subtract::GainSource::Estimated => (r.gain, GainOrigin::Estimated, note),
+        _ => (None, GainOrigin::Unknown, note),
+    }
 }
 
 /// A spinner for a long stage, hidden when progress bars are off (not a terminal, or quiet).

@@ -150,3 +150,124 @@ fn subtract_zogy_writes_all_planes() {
     assert!((beta - 1.2).abs() < 0.12, "beta {beta}");
     assert!(summary["timings_s"]["zogy"].as_f64().unwrap() >= 0.0);
 }
+
+/// summary.json of an output folder.
+fn summary(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// `sky / (sky/g + (rn/g)^2)`: what `sky / variance` measures with read noise `rn` (e-).
+fn expected_effective_gain(sky: f64, gain: f64, rn: f64) -> f64 {
+    sky / (sky / gain + (rn / gain).powi(2))
+}
+
+/// A pair without GAIN cards: both gains are estimated from the sky (within 3 % of what
+/// sky/variance gives with the sim's read noise), a note says so; `--gain` wins over the
+/// estimate. The ZOGY flags reach the method (`psf_fit` beta, no flux correction).
+#[test]
+fn gain_estimated_without_gain_card_and_zogy_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig::default().with_size(256, 256).with_seed(9);
+    let mut pair = simulate(&cfg).unwrap();
+    pair.science_header.remove("GAIN");
+    pair.template_header.remove("GAIN");
+    let (sci, tmpl) = (dir.path().join("s.fits"), dir.path().join("t.fits"));
+    let w = WriteOptions::default();
+    write_image(&sci, &pair.science.view(), &pair.science_header, w).unwrap();
+    write_image(&tmpl, &pair.template.view(), &pair.template_header, w).unwrap();
+    let out = dir.path().join("z");
+    let args = |out: &std::path::Path, extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "subtract",
+            sci.to_str().unwrap(),
+            tmpl.to_str().unwrap(),
+            "--method",
+            "zogy",
+            "--zogy-beta",
+            "psf-fit",
+            "--no-flux-correction",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let o = common::diffim_ok(&args(&out, &[]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("estimated"), "{stdout}");
+    let s = summary(&out);
+    for (key, im) in [("science", &cfg.science), ("template", &cfg.template)] {
+        assert_eq!(s[format!("{key}_gain_source")], "estimated");
+        let g = s[format!("{key}_gain")].as_f64().unwrap();
+        let expect = expected_effective_gain(im.sky.c, im.gain, im.read_noise);
+        assert!((g / expect - 1.0).abs() < 0.03, "{key}: {g} vs {expect}");
+    }
+    assert_eq!(s["diagnostics"]["beta_source"], "psf_fit");
+    assert!(s["diagnostics"]["flux_correction"].is_null());
+
+    let out2 = dir.path().join("z2");
+    common::diffim_ok(&args(&out2, &["--gain", "2"]));
+    let s = summary(&out2);
+    assert_eq!(s["science_gain_source"], "option");
+    assert_eq!(s["science_gain"].as_f64(), Some(2.0));
+    assert_eq!(s["template_gain_source"], "estimated");
+}
+
+/// With the GAIN cards (sky-sim headers) the gains come from the header; on 512^2 (enough
+/// bright isolated stars) the default ZOGY run takes beta from the aperture ratios and
+/// aperture-corrects the flux planes; the pipeline takes the ZOGY flags too.
+#[test]
+fn zogy_defaults_aperture_beta_and_header_gain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SimConfig::default().with_seed(12);
+    cfg.n_transients = 4;
+    let (_pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
+    let out = dir.path().join("zogy");
+    common::diffim_ok(&[
+        "subtract",
+        sci.to_str().unwrap(),
+        tmpl.to_str().unwrap(),
+        "--method",
+        "zogy",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s = summary(&out);
+    assert_eq!(s["science_gain_source"], "header");
+    assert_eq!(s["science_gain"].as_f64(), Some(cfg.science.gain));
+    assert_eq!(s["template_gain_source"], "header");
+    assert_eq!(
+        s["diagnostics"]["beta_source"], "aperture",
+        "{}",
+        s["diagnostics"]
+    );
+    assert!(
+        !s["diagnostics"]["flux_correction"].is_null(),
+        "{}",
+        s["diagnostics"]
+    );
+    // The pipeline takes the same ZOGY flags.
+    let run = dir.path().join("p");
+    common::diffim_ok(&[
+        "pipeline",
+        sci.to_str().unwrap(),
+        "--template",
+        tmpl.to_str().unwrap(),
+        "--method",
+        "zogy",
+        "--zogy-beta",
+        "psf-fit",
+        "--no-flux-correction",
+        "--max-cutouts",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let p = summary(&run);
+    assert_eq!(p["diagnostics"]["beta_source"], "psf_fit");
+    assert!(p["diagnostics"]["flux_correction"].is_null());
+    assert_eq!(p["diagnostics"]["gains"][0]["source"], "given");
+}

@@ -39,6 +39,21 @@ pub enum ExtractError {
         /// The value given.
         gain: f64,
     },
+    /// [`crate::estimate_gain`] could not measure a gain (values NaN where not measured).
+    #[error(
+        "cannot estimate the gain from the sky: {reason} (sky {sky:.3} ADU, sky RMS \
+         {sky_rms:.3} ADU from {n_pixels} pixel pairs)"
+    )]
+    GainUnmeasurable {
+        /// Sky level (ADU).
+        sky: f64,
+        /// Sky RMS (ADU).
+        sky_rms: f64,
+        /// Pixel differences the RMS was measured on.
+        n_pixels: usize,
+        /// Why no gain was returned.
+        reason: &'static str,
+    },
     /// A parameter is out of its documented range.
     #[error("invalid parameter {name} = {value}: {reason}")]
     InvalidParameter {

@@ -40,6 +40,9 @@
 //!   nearest good neighbours; a median filter across boxes; a natural bicubic spline back to
 //!   full resolution. The RMS map is made the same way.
 //! - [`noise_model`]: `rms^2 = bg_rms^2 + max(0, smooth(image - bg)) / gain` (STDPipe).
+//! - [`estimate_gain`]: an effective gain `sky / sky_rms^2` for raw images without a GAIN
+//!   keyword (Poisson-limited sky, zero pedestal; the RMS from differences of pixels 4 px
+//!   apart, robust to background gradients).
 //! - [`detect`]: optional matched filter with the threshold in units of the *filtered* noise,
 //!   8-connected components above `threshold * rms`, multi-threshold deblending (SExtractor
 //!   section 3.3), windowed centroids (SExtractor `XWIN_IMAGE`, SEP `winpos`), exact
@@ -58,7 +61,9 @@ pub use detect::{
     FwhmParams, Object, detect, estimate_fwhm, estimate_fwhm_with,
 };
 pub use error::ExtractError;
-pub use noise::{NoiseParams, noise_model};
+pub use noise::{
+    GAIN_MIN_PIXELS, GAIN_PAIR_LAG, GainEstimate, NoiseParams, estimate_gain, noise_model,
+};
 
 use ndarray::ArrayView2;
 

@@ -117,58 +117,31 @@ fn main() {
     .unwrap();
     let mut n = &new - &se.background.background;
     let mut r = &reference - &te.background.background;
-    let crs = env("ZD_CR", 0.0);
-    let (mut nm, mut rm) = (nm.clone(), rm.clone());
-    if crs > 0.0 {
+    let (nm, rm) = (nm.clone(), rm.clone());
+    if env("ZD_CR", 1.0) > 0.5 {
         let (xc, yc) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
-        let ratio = env("ZD_CRR", 1.5);
-        let a = zogy_core::masks::sharp_pixel_mask(
-            &n.view(),
-            &sn.view(),
-            &se.model.psf_at(xc, yc),
-            crs,
-            ratio,
-            1,
-        );
-        let b = zogy_core::masks::sharp_pixel_mask(
-            &r.view(),
-            &tn.view(),
-            &te.model.psf_at(xc, yc),
-            crs,
-            ratio,
-            1,
-        );
+        let cp = zogy_core::masks::CosmicParams {
+            psf_contrast_factor: env("ZD_CRF", 2.0),
+            sigclip: env("ZD_CRS", 4.5),
+            ..Default::default()
+        };
+        let pn0 = zogy_core::remove_pedestal(&se.model.psf_at(xc, yc));
+        let pr0 = zogy_core::remove_pedestal(&te.model.psf_at(xc, yc));
+        let tc = std::time::Instant::now();
+        let a = zogy_core::masks::cosmic_rays(&mut n, &sn.view(), Some(&nm.view()), &pn0, &cp);
+        let b = zogy_core::masks::cosmic_rays(&mut r, &tn.view(), Some(&rm.view()), &pr0, &cp);
         eprintln!(
-            "sharp pixels: new {} ref {}",
-            a.iter().filter(|&&v| v).count(),
-            b.iter().filter(|&&v| v).count()
+            "cosmic {:.3} s pixels: new {} ref {} (contrast {:.3} / {:.3}, psf {:.3} / {:.3}, iters {} {})",
+            tc.elapsed().as_secs_f64(),
+            a.mask.iter().filter(|&&v| v).count(),
+            b.mask.iter().filter(|&&v| v).count(),
+            a.contrast,
+            b.contrast,
+            a.psf_contrast,
+            b.psf_contrast,
+            a.iterations,
+            b.iterations
         );
-        if std::env::var("ZD_DEBUG").is_ok() {
-            let a0 = zogy_core::masks::sharp_pixel_mask(
-                &n.view(),
-                &sn.view(),
-                &se.model.psf_at(xc, yc),
-                crs,
-                ratio,
-                0,
-            );
-            for ((y, x), _) in a0.indexed_iter().filter(|(_, v)| **v).take(12) {
-                eprintln!(
-                    "  sharp ({x},{y}) v {:.0} nb {:?} noise {:.1}",
-                    n[[y, x]],
-                    (n[[y - 1, x]], n[[y + 1, x]], n[[y, x - 1]], n[[y, x + 1]]),
-                    sn[[y, x]]
-                );
-            }
-            eprintln!("  n centres {}", a0.iter().filter(|v| **v).count());
-        }
-        if env("ZD_CRMASK", 0.0) > 0.5 {
-            nm.zip_mut_with(&a, |p, q| *p |= q);
-            rm.zip_mut_with(&b, |p, q| *p |= q);
-        } else {
-            zogy_core::masks::inpaint(&mut n, &a.view());
-            zogy_core::masks::inpaint(&mut r, &b.view());
-        }
     }
     let ok = |o: &&source_extract::Object| o.flags == 0 && o.snr >= 20.0;
     let tsel: Vec<_> = te.objects.iter().filter(ok).collect();
@@ -182,14 +155,24 @@ fn main() {
     let constant = env("ZD_CONST", 0.0) > 0.5;
     let (xc, yc) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0);
     let (cn, cr) = (se.model.psf_at(xc, yc), te.model.psf_at(xc, yc));
-    let pn = FnPsf(|x, y| se.model.psf_at(x, y));
-    let pr = FnPsf(|x, y| te.model.psf_at(x, y));
+    let ped = env("ZD_PED", 1.0) > 0.5;
+    let strip = |p: Array2<f64>| {
+        if ped {
+            zogy_core::remove_pedestal(&p)
+        } else {
+            p
+        }
+    };
+    let pn = FnPsf(|x, y| strip(se.model.psf_at(x, y)));
+    let pr = FnPsf(|x, y| strip(te.model.psf_at(x, y)));
     let (pnd, prd): (&dyn zogy_core::PsfProvider, &dyn zogy_core::PsfProvider) =
         if constant { (&cn, &cr) } else { (&pn, &pr) };
     let ast = env("ZD_AST", 0.0);
     let params = ZogyParams {
         sigma_astrometric: (ast, ast),
         psf_error: env("ZD_PSFERR", 0.0),
+        psf_wing_error: env("ZD_WING", 0.0),
+        psf_wing_sigma: env("ZD_WSIG", 0.0),
         estimate_astrometric: env("ZD_AUTO", 1.0) > 0.5,
         ..Default::default()
     };

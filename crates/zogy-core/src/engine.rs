@@ -5,7 +5,8 @@
 //! cost); inverse D, S (2); with noise maps forward V_n, V_r, k_n^2, k_r^2 (stamps again) and
 //! one inverse of their summed products (5); with astrometric noise or the PSF-error term the
 //! inverse of S_r (1): S_n = S + S_r, and the gradients of both come from a 4th-order
-//! finite-difference stencil in real space. The kernels `k_n`, `k_r`, `P_D` in real space are made on a
+//! finite-difference stencil in real space; with the PSF-wing term the inverse of
+//! `G (x) S_r` (1). The kernels `k_n`, `k_r`, `P_D` in real space are made on a
 //! small odd grid (a few times the PSF side) in `f64`, which costs nothing at image scale.
 
 use crate::odd_fast_len;
@@ -34,6 +35,10 @@ pub(crate) struct Model {
     pub sig_ast: (f64, f64),
     /// Relative PSF-model error `eps`: adds `eps^2 S_r^2` to the variance of S.
     pub psf_err: f64,
+    /// Relative PSF-wing error `eps_w`: adds `(eps_w G (x) S_r)^2` to the variance of S.
+    pub wing_err: f64,
+    /// Standard deviation of the Gaussian `G` (pixels).
+    pub wing_sigma: f64,
 }
 
 /// The PSF-only quantities of ZOGY at one pair of transfer-function values.
@@ -218,7 +223,8 @@ pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
     }
     let astro = m.sig_ast.0 > 0.0 || m.sig_ast.1 > 0.0;
     let psf_term = m.psf_err > 0.0;
-    let need_sr = astro || psf_term;
+    let wing_term = m.wing_err > 0.0 && m.wing_sigma > 0.0;
+    let need_sr = astro || psf_term || wing_term;
     let mut dh = Array2::<Complex<f32>>::zeros(nh.dim());
     let mut sh = Array2::<Complex<f32>>::zeros(nh.dim());
     // S_r-hat = k_r R-hat (S = S_n - S_r, so S_n needs no transform of its own).
@@ -258,9 +264,29 @@ pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
         n_fft.set(n_fft.get() + 1);
         fft.inverse(a)
     };
+    // G (x) S_r for the wing term: S_r-hat times the Gaussian's transfer function.
+    let swh = wing_term.then(|| {
+        let mut a = srh.clone();
+        let g = -2.0 * std::f64::consts::PI.powi(2) * m.wing_sigma * m.wing_sigma;
+        let gx: Vec<f64> = (0..nc)
+            .map(|kx| (g * (kx as f64 / px as f64).powi(2)).exp())
+            .collect();
+        a.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(ky, mut row)| {
+                let fy = signed_freq(ky, py) as f64 / py as f64;
+                let gy = (g * fy * fy).exp();
+                for (v, &w) in row.iter_mut().zip(&gx) {
+                    *v = c32(c64(*v) * (gy * w));
+                }
+            });
+        a
+    });
     let d = inv(dh);
     let s = inv(sh);
     let sr = need_sr.then(|| inv(srh));
+    let sw = swh.map(inv);
 
     // Variance of S: V_n (x) k_n^2 + V_r (x) k_r^2 (eqs. 26-29).
     let mut var = if t.vn.is_some() || t.vr.is_some() {
@@ -315,6 +341,13 @@ pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
                 .and(sr)
                 .par_for_each(|v, &a| *v += (e2 * (a as f64).powi(2)) as f32);
         }
+    }
+    if let Some(sw) = &sw {
+        // PSF-wing error: the same, spread over a few FWHM.
+        let e2 = m.wing_err * m.wing_err;
+        Zip::from(&mut var)
+            .and(sw)
+            .par_for_each(|v, &a| *v += (e2 * (a as f64).powi(2)) as f32);
     }
     TileOut {
         d,

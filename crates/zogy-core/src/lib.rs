@@ -56,7 +56,8 @@
 //! Full-size `f32` FFTs per tile: 6 (forward N, R, P_n, P_r; inverse D, S), 11 with noise maps
 //! (+ forward V_n, V_r, k_n^2, k_r^2, one inverse), 12 with astrometric noise or the PSF-error
 //! term (+ inverse S_r; `S_n = S + S_r`, and the gradients of both come from a 4th-order
-//! finite-difference stencil in real space). The PSF and kernel stamps are transformed with
+//! finite-difference stencil in real space), 13 with the PSF-wing term (+ inverse of
+//! `G (x) S_r`, [`ZogyParams::psf_wing_error`]). The PSF and kernel stamps are transformed with
 //! [`diffim_core::fft::Fft2::forward_stamp`] at about half the cost of a full transform. The
 //! beta/shift fit uses PSF photometry in real space (no full-size FFT).
 //! Spatially varying PSFs are handled with overlapping tiles ([`ZogyParams::tile_size`]),
@@ -68,6 +69,7 @@
 //! (Zackay & Ofek 2017, eqs. 7-9). `2 J + 1` full-size FFTs for `J` images.
 
 mod coadd;
+mod cosmic;
 mod engine;
 mod error;
 mod fluxfit;

@@ -48,6 +48,18 @@ pub struct ZogyParams {
     /// `R`) keep their full significance. Not in the paper; `0` (default) switches it off.
     /// Costs one inverse FFT per tile.
     pub psf_error: f64,
+    /// Relative PSF-*wing* model error `eps_w`: adds `(eps_w G (x) S_r)^2` to the variance of
+    /// `S`, with `G` a unit-sum Gaussian of standard deviation [`ZogyParams::psf_wing_sigma`].
+    /// [`ZogyParams::psf_error`] covers model errors in the PSF core, where `S_r` is large;
+    /// errors in the wings (a model stamp that is too small or too smooth, a halo that
+    /// differs between the two images) leave residuals 2-4 FWHM from bright stars, where
+    /// `S_r` has fallen to nothing but its smoothed version has not. Transients (absent from
+    /// `R`) are penalised only within a few FWHM of stars much brighter than themselves.
+    /// Not in the paper; `0` (default) switches it off. Costs one inverse FFT per tile.
+    pub psf_wing_error: f64,
+    /// Standard deviation (pixels) of the wing kernel `G`; `0` (default) = a quarter of the
+    /// PSF stamp side.
+    pub psf_wing_sigma: f64,
     /// Side of the tile cores used when a PSF varies over the image (ZiP/ZTF-style overlapping
     /// tiles blended with cos^2 weights). Ignored when both PSFs are constant. Default 256.
     pub tile_size: usize,
@@ -72,6 +84,8 @@ impl Default for ZogyParams {
             sigma_astrometric: (0.0, 0.0),
             estimate_astrometric: true,
             psf_error: 0.0,
+            psf_wing_error: 0.0,
+            psf_wing_sigma: 0.0,
             tile_size: 256,
             tile_overlap: 32,
             den_floor: 1e-10,

@@ -88,6 +88,8 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         ("sigma_astrometric.0", params.sigma_astrometric.0),
         ("sigma_astrometric.1", params.sigma_astrometric.1),
         ("psf_error", params.psf_error),
+        ("psf_wing_error", params.psf_wing_error),
+        ("psf_wing_sigma", params.psf_wing_sigma),
     ] {
         if !(v.is_finite() && v >= 0.0) {
             return Err(ZogyError::BadParam {
@@ -266,6 +268,12 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         shift,
         sig_ast,
         psf_err: params.psf_error,
+        wing_err: params.psf_wing_error,
+        wing_sigma: if params.psf_wing_sigma > 0.0 {
+            params.psf_wing_sigma
+        } else {
+            0.25 * side as f64
+        },
     };
 
     // Tiles.

@@ -17,7 +17,8 @@ use crate::{CliError, Context, Ctx};
 ///
 /// Manifest columns (header row required): `science`, `template` (paths, relative to the
 /// manifest's folder or absolute), and optionally `name` (output sub-folder; default the row
-/// number), `mask`, `template_mask`, `gain`, `template_gain`. A pair whose folder already holds
+/// number), `mask`, `template_mask`, `gain`, `template_gain` (default: the GAIN keyword, else
+/// estimated from the sky, as in `diffim subtract`). A pair whose folder already holds
 /// summary.json (written last, atomically) is complete and skipped, so a killed batch resumes
 /// where it stopped. DIR/batch_summary.csv and .json list every pair's status.
 ///
@@ -206,20 +207,21 @@ fn run_row(
         template_gain: row.template_gain,
         ..Default::default()
     };
+    let quiet = Ctx {
+        quiet: true,
+        json: false,
+        progress: false,
+    };
     let pair = PairInputs::load(
         load_image(&row.science)?,
         load_image(&row.template)?,
         &files,
+        &quiet,
     )?;
     // Outputs of an interrupted earlier attempt are replaced.
     let params = diffim::pipeline::PipelineParams {
         overwrite: true,
         ..params.clone()
-    };
-    let quiet = Ctx {
-        quiet: true,
-        json: false,
-        progress: false,
     };
     let _ = ctx;
     let res = run_pair(&pair, &params, dir, &quiet)?;

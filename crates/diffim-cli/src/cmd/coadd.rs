@@ -6,7 +6,7 @@ use diffim::fits::{Header, Plane, PlaneData, WriteOptions, write_mef};
 use diffim::psf::{PsfEstimateParams, PsfModel, estimate_psf};
 use diffim::zogy::{CoaddImage, CoaddParams, proper_coadd};
 
-use crate::common::{gain_from, header_f64, load_image, say};
+use crate::common::{header_f64, load_image, resolve_gain, say};
 use crate::{CliError, Ctx};
 
 /// Arguments of `diffim coadd`.
@@ -53,11 +53,11 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     for spec in &args.images {
         let img = load_image(spec)?;
         let sat = header_f64(&img.header, "SATURATE");
-        let gain = gain_from(None, &img.header);
         let mut mask = img.data.mapv(|v| !v.is_finite());
         if let Some(s) = sat {
             mask.zip_mut_with(&img.data, |m, &v| *m |= v as f64 >= s);
         }
+        let (gain, _) = resolve_gain(None, &img, Some(&mask), ctx);
         let params = PsfEstimateParams {
             saturation: sat,
             gain,

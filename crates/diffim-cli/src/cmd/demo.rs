@@ -197,15 +197,24 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
             path: args.out.join(name),
         }
     };
+    let science = loaded(&pair.science, &pair.science_header, "science.fits");
+    let template = loaded(&pair.template, &pair.template_header, "template.fits");
+    // sky-sim headers carry GAIN; the same resolution as for files all the same.
+    let (science_gain, science_gain_source) =
+        crate::common::resolve_gain(None, &science, Some(&pair.science_mask), ctx);
+    let (template_gain, template_gain_source) =
+        crate::common::resolve_gain(None, &template, Some(&pair.template_mask), ctx);
     let inputs = crate::common::PairInputs {
-        science: loaded(&pair.science, &pair.science_header, "science.fits"),
-        template: loaded(&pair.template, &pair.template_header, "template.fits"),
+        science,
+        template,
         science_mask: Some(pair.science_mask.clone()),
         template_mask: Some(pair.template_mask.clone()),
         science_noise: None,
         template_noise: None,
-        science_gain: crate::common::gain_from(None, &pair.science_header),
-        template_gain: crate::common::gain_from(None, &pair.template_header),
+        science_gain,
+        template_gain,
+        science_gain_source,
+        template_gain_source,
     };
     drop(pair.science_noise);
     let res = crate::cmd::pipeline::run_pair(&inputs, &params, &args.out, ctx)?;

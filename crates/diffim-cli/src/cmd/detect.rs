@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 
 use diffim::extract::{BackgroundParams, DetectParams, Object, detect, estimate_background};
 
-use crate::common::{gain_from, header_f64, load_image, load_mask, say};
+use crate::common::{gain_with_note, header_f64, load_image, load_mask, say};
 use crate::{CliError, Context, Ctx};
 
 /// Detect sources and write a CSV catalogue (x, y 0-based pixels; fluxes in ADU).
 ///
 /// Example: `diffim detect sci.fits --mask sci_mask.fits --threshold 5 --out cat.csv`
 ///
-/// The gain (e-/ADU) comes from `--gain`, else the header's GAIN; without either, flux errors
-/// hold the background noise only (a note is printed). The saturation level comes from
+/// The gain (e-/ADU) comes from `--gain`, else the header's GAIN, else it is estimated from the
+/// sky (sky / sky variance, for raw counts with the bias removed; a note prints it). On a
+/// background-subtracted image (a difference image) no estimate is possible: flux errors then
+/// hold the background noise only (a note says so). The saturation level comes from
 /// `--saturation`, else the header's SATURATE.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,7 +24,7 @@ pub struct Args {
     /// Bad-pixel mask (FITS, non-zero = bad), same shape as the image.
     #[arg(long)]
     pub mask: Option<PathBuf>,
-    /// Gain in e-/ADU (overrides the header's GAIN).
+    /// Gain in e-/ADU (overrides the header's GAIN; default: GAIN, else estimated from the sky).
     #[arg(long)]
     pub gain: Option<f64>,
     /// Detection threshold in units of the background RMS.
@@ -77,10 +79,16 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     }
     let img = load_image(&args.image)?;
     let mask = load_mask(args.mask.as_deref(), img.data.dim())?;
-    let gain = gain_from(args.gain, &img.header);
+    // Notes go to stderr: stdout may carry the catalogue.
+    let (gain, _, note) = gain_with_note(args.gain, &img, mask.as_ref());
+    if let Some(n) = note
+        && !ctx.quiet
+    {
+        eprintln!("{n}");
+    }
     if gain.is_none() && !ctx.quiet {
         eprintln!(
-            "note: no --gain and no GAIN in {}: flux_err holds the background noise only",
+            "note: without a gain, flux_err holds the background noise only ({})",
             args.image.display()
         );
     }

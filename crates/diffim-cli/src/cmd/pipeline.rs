@@ -64,6 +64,7 @@ impl Args {
     pub fn params(&self) -> Result<PipelineParams, CliError> {
         let mut p = PipelineParams {
             method: self.common.method()?,
+            zogy: self.common.zogy_options(),
             ..Default::default()
         };
         p.candidates.threshold = self.threshold;
@@ -170,13 +171,13 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let params = args.params()?;
     let science = load_image(&args.science)?;
     let (template, fetched_mask) = template_for(args, &science, ctx)?;
-    let mut pair = PairInputs::load(science, template, &args.common.pair_files())?;
-    if let Some(m) = fetched_mask {
-        pair.template_mask = Some(match pair.template_mask.take() {
-            Some(given) => &given | &m,
-            None => m,
-        });
-    }
+    let pair = PairInputs::load_with_template_mask(
+        science,
+        template,
+        fetched_mask,
+        &args.common.pair_files(),
+        ctx,
+    )?;
     let res = run_pair(&pair, &params, &args.common.out, ctx)?;
     report(&res, &args.common.out, ctx);
     Ok(())

@@ -7,7 +7,7 @@ use diffim::fits::{Header, Plane, PlaneData, WriteOptions, write_mef};
 use diffim::psf::poly::{CoordScale, n_terms};
 use diffim::psf::{KlPsf, KlPsfParts, PsfEstimateParams, PsfModel, estimate_psf, psf_grid_image};
 
-use crate::common::{gain_from, header_f64, load_image, load_mask, say, stage};
+use crate::common::{header_f64, load_image, load_mask, resolve_gain, say, stage};
 use crate::{CliError, Context, Ctx};
 
 /// Estimate the PSF of an image (Karhunen-Loeve basis with polynomial coefficient fields,
@@ -36,7 +36,7 @@ pub struct Args {
     /// Bad-pixel mask (FITS, non-zero = bad), same shape as the image.
     #[arg(long)]
     pub mask: Option<PathBuf>,
-    /// Gain in e-/ADU (overrides the header's GAIN).
+    /// Gain in e-/ADU (overrides the header's GAIN; default: GAIN, else estimated from the sky).
     #[arg(long)]
     pub gain: Option<f64>,
     /// Saturation level in ADU (overrides the header's SATURATE).
@@ -79,7 +79,7 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let img = load_image(&args.image)?;
     let mask = load_mask(args.mask.as_deref(), img.data.dim())?;
     let mut params = PsfEstimateParams {
-        gain: gain_from(args.gain, &img.header),
+        gain: resolve_gain(args.gain, &img, mask.as_ref(), ctx).0,
         saturation: args
             .saturation
             .or_else(|| header_f64(&img.header, "SATURATE")),

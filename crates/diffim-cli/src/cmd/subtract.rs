@@ -15,7 +15,8 @@ use crate::{CliError, Ctx};
 /// Example: `diffim subtract sci.fits tmpl.fits --method zogy --out diff-zogy`
 ///
 /// Outputs (all methods): diff.fits, significance.fits (ZOGY: Scorr; others: diff/noise),
-/// noise.fits, mask.fits, summary.json. ZOGY adds psf_d.fits, flux.fits, flux_err.fits; SFFT adds
+/// noise.fits, mask.fits, summary.json. ZOGY adds psf_d.fits, s.fits, flux.fits, flux_err.fits
+/// and cosmic.fits (1 where a cosmic-ray, hot or dark pixel was replaced); SFFT adds
 /// convolved.fits and kernel.fits (kernels on a 5x5 grid); HOTPANTS adds convolved.fits.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -50,6 +51,7 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         load_image(&args.science)?,
         load_image(&args.template)?,
         &files,
+        ctx,
     )?;
     let load_s = t0.elapsed().as_secs_f64();
     let inputs = pair.inputs();
@@ -67,14 +69,9 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         "template".into(),
         args.template.display().to_string().into(),
     );
-    extra.insert(
-        "science_gain".into(),
-        serde_json::json!(inputs.science_gain),
-    );
-    extra.insert(
-        "template_gain".into(),
-        serde_json::json!(inputs.template_gain),
-    );
+    // science_gain / template_gain and where each came from (option, header, estimated,
+    // unknown).
+    extra.extend(pair.gain_summary());
     let opts = WriteOptions {
         overwrite: args.common.overwrite,
     };
@@ -99,6 +96,10 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
 }
 
 fn subtract(method: Method, inputs: &SubtractInputs, args: &Args) -> Result<Subtraction, CliError> {
+    if method == Method::Zogy {
+        let opts = args.common.zogy_options();
+        return Ok(diffim::subtract::zogy::subtract_zogy(inputs, &opts)?);
+    }
     Ok(diffim::subtract::subtract(
         method,
         inputs,

@@ -82,6 +82,9 @@ pub struct PipelineParams {
     /// Path of the hotpants executable (HOTPANTS method only).
     #[serde(skip)]
     pub hotpants: Option<PathBuf>,
+    /// ZOGY options (ZOGY method only; default [`crate::subtract::zogy::ZogyOptions::default`]).
+    #[serde(skip)]
+    pub zogy: crate::subtract::zogy::ZogyOptions,
 }
 
 impl Default for PipelineParams {
@@ -94,6 +97,7 @@ impl Default for PipelineParams {
             adjust: Some(AdjustParams::default()),
             overwrite: false,
             hotpants: None,
+            zogy: Default::default(),
         }
     }
 }
@@ -136,7 +140,10 @@ pub fn run_pipeline(
         overwrite: params.overwrite,
     };
     let t = Instant::now();
-    let sub = crate::subtract::subtract(params.method, inputs, params.hotpants.as_deref())?;
+    let sub = match params.method {
+        Method::Zogy => crate::subtract::zogy::subtract_zogy(inputs, &params.zogy)?,
+        m => crate::subtract::subtract(m, inputs, params.hotpants.as_deref())?,
+    };
     let mut timings = vec![("subtract".to_string(), t.elapsed().as_secs_f64())];
     for (k, v) in &sub.timings {
         timings.push((format!("subtract.{k}"), *v));

@@ -201,6 +201,76 @@ impl From<psf_kl::PsfError> for SubtractError {
     }
 }
 
+/// Where the gain of an image came from (see [`resolve_gain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GainSource {
+    /// Given by the caller (an option or a header keyword).
+    Given,
+    /// Estimated from the image's sky ([`source_extract::estimate_gain`]).
+    Estimated,
+    /// Neither given nor measurable: the methods use 1 e-/ADU for the source-noise term.
+    Unknown,
+}
+
+impl GainSource {
+    /// `"given"`, `"estimated"` or `"unknown"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Given => "given",
+            Self::Estimated => "estimated",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The gain of one image and where it came from ([`resolve_gain`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedGain {
+    /// Gain, e-/ADU (`None` when unknown): what goes into [`SubtractInputs`].
+    pub gain: Option<f64>,
+    /// Where it came from.
+    pub source: GainSource,
+    /// The sky measurement, when the gain was estimated.
+    pub estimate: Option<source_extract::GainEstimate>,
+    /// Why the estimate failed, when the gain is unknown (e.g. a background-subtracted image).
+    pub failure: Option<source_extract::ExtractError>,
+}
+
+/// The gain to use for `image`: `given` when it is finite and positive, else an estimate from
+/// the sky ([`source_extract::estimate_gain`]: `sky / sky_rms^2` over the pixels `mask` leaves,
+/// which assumes a raw image with the pedestal removed, Poisson-limited sky and white noise),
+/// else unknown. Every caller that builds [`SubtractInputs`] from files without a gain should
+/// use it, so that the source-noise term of the noise model is not off by the unknown gain.
+pub fn resolve_gain(
+    image: &ArrayView2<f32>,
+    mask: Option<&ArrayView2<bool>>,
+    given: Option<f64>,
+) -> ResolvedGain {
+    if let Some(g) = given.filter(|g| g.is_finite() && *g > 0.0) {
+        return ResolvedGain {
+            gain: Some(g),
+            source: GainSource::Given,
+            estimate: None,
+            failure: None,
+        };
+    }
+    match source_extract::estimate_gain(image, mask) {
+        Ok(e) => ResolvedGain {
+            gain: Some(e.gain),
+            source: GainSource::Estimated,
+            estimate: Some(e),
+            failure: None,
+        },
+        Err(e) => ResolvedGain {
+            gain: None,
+            source: GainSource::Unknown,
+            estimate: None,
+            failure: Some(e),
+        },
+    }
+}
+
 /// Seconds since `t0`, for [`Subtraction::timings`].
 pub fn seconds_since(t0: std::time::Instant) -> f64 {
     t0.elapsed().as_secs_f64()

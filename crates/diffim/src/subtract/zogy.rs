@@ -10,17 +10,23 @@
 //!    a model whose stamp varies by less than [`ZogyOptions::constant_psf_tolerance`] over
 //!    the image is used as a constant PSF (one tile, no seams, ~10x faster);
 //! 3. noise maps: the given ones, else [`source_extract::noise_model`] (background RMS plus
-//!    source Poisson noise with the image's gain, 1 e-/ADU when unknown: pass the gain when
-//!    the header lacks `GAIN`, or the source-noise term is off by that factor);
-//! 4. cosmic-ray / hot pixels (sharper than the PSF, [`zogy_core::masks::sharp_pixel_mask`])
-//!    are replaced by their local mean and flagged in the output mask (not dilated);
+//!    source Poisson noise with the image's gain; a gain not given is estimated from the sky,
+//!    [`super::resolve_gain`], and is 1 e-/ADU only when that fails, e.g. on a
+//!    background-subtracted image);
+//! 4. cosmic rays, hot pixels and dark holes (L.A.Cosmic with a contrast limit from the
+//!    sharpest PSF over the image, [`zogy_core::masks::cosmic_rays`]: single pixels, tracks,
+//!    alignment-resampled blobs, hits on stars) are replaced from the pixels around them (a
+//!    local PSF fit where a star is under them) and recorded in the `cosmic` plane, not in
+//!    `mask`: they are repaired, not missing, so a transient hit by a cosmic ray stays a
+//!    candidate;
 //! 5. stars for the flux ratio: detections of both images matched within 1.5 px, unflagged,
 //!    S/N >= 20 (the 300 with the highest S/N for the PSF fit and the shift); by default
 //!    ([`BetaSource::Aperture`]) `beta` is the robust mean of their large-aperture flux ratios
 //!    (isolated, unmasked, aperture S/N >= 20), else zogy-core's PSF fit;
 //! 6. [`zogy_core::zogy`] with the KL PSFs (spatially varying: overlapping tiles), the
-//!    astrometric noise estimated from the star-to-star scatter of the shifts, and a 2 %
-//!    PSF-model error term ([`ZogyParams::psf_error`]).
+//!    astrometric noise estimated from the star-to-star scatter of the shifts, a 2 %
+//!    PSF-model error term ([`ZogyParams::psf_error`]) and a 4 % PSF-wing error term
+//!    ([`ZogyParams::psf_wing_error`]).
 //!
 //! Planes of the [`Subtraction`], all in **science ADU**:
 //! - `diff` = `D * F_n / F_D`: ZOGY's `D` rescaled so that a point source of science flux `f`
@@ -29,7 +35,8 @@
 //! - `noise` = `(F_n / F_D) * sqrt(V_S / F_S)`: the background RMS of `diff`, inflated where
 //!   the source noise (and astrometric terms) inflate the variance of `S` (so that
 //!   `diff / noise` is close to N(0,1) around bright stars too);
-//! - extras: `"psf_d"` (odd stamp, unit sum), `"s"` (matched filter `S`), `"flux"` and
+//! - extras: `"psf_d"` (odd stamp, unit sum), `"s"` (matched filter `S`), `"cosmic"` (1 where
+//!   a cosmic-ray / hot / dark pixel of either image was replaced, else 0), `"flux"` and
 //!   `"flux_err"` (PSF-photometry flux of a point source centred on each pixel, `beta S / F_S`,
 //!   and its error), aperture-corrected by default
 //!   ([`ZogyOptions::flux_aperture_correction`]: scaled so that the common stars' PSF fluxes
@@ -42,7 +49,7 @@ use source_extract::{
     ApertureParams, FLAG_SATURATED, NoiseParams, Object, aperture_photometry, noise_model,
 };
 use std::time::Instant;
-use zogy_core::masks::{flat_run_mask, inpaint, saturation_mask, sharp_pixel_mask};
+use zogy_core::masks::{CosmicParams, cosmic_rays, flat_run_mask, psf_contrast, saturation_mask};
 use zogy_core::{BetaMode, PsfProvider, ZogyInputs, ZogyParams, remove_pedestal, zogy};
 
 /// Where the flux ratio `beta = F_n / F_r` comes from (when [`ZogyParams::beta`] is
@@ -99,7 +106,9 @@ impl Default for ApertureBeta {
 #[derive(Debug, Clone)]
 pub struct ZogyOptions {
     /// ZOGY parameters (flux ratio fit, tiles, astrometric noise, ...). Default: the
-    /// zogy-core defaults with `psf_error = 0.02`.
+    /// zogy-core defaults with `psf_error = 0.02` and `psf_wing_error = 0.04` (on the real
+    /// ProperImage pair, the wing term takes the false 5-sigma peaks of `Scorr` from 5 to 0;
+    /// 0.02 leaves 2, 0.03 leaves none: 0.04 keeps a margin).
     pub params: ZogyParams,
     /// PSF estimation (background, detection, star selection, KL fit) for both images.
     pub psf: PsfEstimateParams,
@@ -109,11 +118,10 @@ pub struct ZogyOptions {
     pub saturation_grow: usize,
     /// Mask flat fill regions (runs of >= 8 identical values). Default `true`.
     pub mask_flat: bool,
-    /// Significance (sigmas of the Laplacian) of cosmic-ray / hot pixels; `None` disables
-    /// their replacement. Default `Some(6.0)`.
-    pub cosmic_nsigma: Option<f64>,
-    /// How much sharper than the PSF a cosmic-ray / hot pixel must be. Default 2.0.
-    pub cosmic_sharpness: f64,
+    /// Cosmic-ray / hot-pixel detection in both images ([`zogy_core::masks::cosmic_rays`]);
+    /// `None` disables it. Default: [`CosmicParams::default`] (L.A.Cosmic's `sigclip` 4.5,
+    /// contrast limit twice that of the sharpest PSF over a 3x3 grid of image positions).
+    pub cosmic: Option<CosmicParams>,
     /// Largest relative change of the PSF stamp over the image (max |P(x) - P(centre)| / max
     /// P(centre), at the corners and edge midpoints) below which the PSF model is treated as
     /// constant. Default 0.02.
@@ -140,14 +148,14 @@ impl Default for ZogyOptions {
         Self {
             params: ZogyParams {
                 psf_error: 0.02,
+                psf_wing_error: 0.04,
                 ..Default::default()
             },
             psf: PsfEstimateParams::default(),
             noise: NoiseParams::default(),
             saturation_grow: 5,
             mask_flat: true,
-            cosmic_nsigma: Some(6.0),
-            cosmic_sharpness: 2.0,
+            cosmic: Some(CosmicParams::default()),
             constant_psf_tolerance: 0.02,
             beta_from: BetaSource::default(),
             aperture_beta: ApertureBeta::default(),
@@ -442,6 +450,12 @@ pub fn subtract_zogy(
             )
         },
     );
+    // Gains: given, else estimated from the sky (else 1 e-/ADU in the noise model).
+    let (g_n, g_t) = rayon::join(
+        || super::resolve_gain(&inputs.science, Some(&sm.view()), inputs.science_gain),
+        || super::resolve_gain(&inputs.template, Some(&tm.view()), inputs.template_gain),
+    );
+    let (science_gain, template_gain) = (g_n.gain, g_t.gain);
     timings.push(("masks".to_string(), seconds_since(t0)));
     let t0 = Instant::now();
 
@@ -457,7 +471,7 @@ pub fn subtract_zogy(
                 &inputs.science,
                 &sm,
                 inputs.science_saturation,
-                inputs.science_gain,
+                science_gain,
             )
         },
         || {
@@ -465,7 +479,7 @@ pub fn subtract_zogy(
                 &inputs.template,
                 &tm,
                 inputs.template_saturation,
-                inputs.template_gain,
+                template_gain,
             )
         },
     );
@@ -488,14 +502,14 @@ pub fn subtract_zogy(
         inputs.science_noise,
         &se.background,
         &sm,
-        inputs.science_gain,
+        science_gain,
     )?;
     let tn = noise(
         &inputs.template,
         inputs.template_noise,
         &te.background,
         &tm,
-        inputs.template_gain,
+        template_gain,
     )?;
     let mut n_img = &inputs.science - &se.background.background;
     let mut r_img = &inputs.template - &te.background.background;
@@ -506,19 +520,39 @@ pub fn subtract_zogy(
     let pr = KlProvider::new(&te.model, dim, opts.constant_psf_tolerance);
     // Cosmic rays and hot pixels: replaced, and flagged (undilated) in the output mask.
     let mut sharp = Array2::from_elem(dim, false);
-    if let Some(ns) = opts.cosmic_nsigma {
+    let mut cosmic_contrast = [None, None];
+    if let Some(cp) = &opts.cosmic {
         let (xc, yc) = ((dim.1 as f64 - 1.0) / 2.0, (dim.0 as f64 - 1.0) / 2.0);
-        for (img, noise, p) in [(&mut n_img, &sn, &pn), (&mut r_img, &tn, &pr)] {
-            let m = sharp_pixel_mask(
-                &img.view(),
-                &noise.view(),
-                &p.psf_at(xc, yc),
-                ns,
-                opts.cosmic_sharpness,
-                1,
-            );
-            inpaint(img, &m.view());
-            sharp.zip_mut_with(&m, |a, &b| *a |= b);
+        let (psf_n, psf_r) = (pn.psf_at(xc, yc), pr.psf_at(xc, yc));
+        // The contrast limit from the sharpest PSF over the image (a 3x3 grid of positions),
+        // so that no point source anywhere is taken for a cosmic ray.
+        let limit = |p: &dyn PsfProvider| {
+            cp.contrast.or_else(|| {
+                let sharpest = [0.0, 0.5, 1.0]
+                    .iter()
+                    .flat_map(|&fy| [0.0, 0.5, 1.0].map(|fx| (fx, fy)))
+                    .map(|(fx, fy)| psf_contrast(&p.psf_at(fx * 2.0 * xc, fy * 2.0 * yc)))
+                    .fold(0.0f64, f64::max);
+                Some((cp.psf_contrast_factor * sharpest).max(0.5))
+            })
+        };
+        let (cpn, cpr) = (
+            CosmicParams {
+                contrast: limit(&pn),
+                ..*cp
+            },
+            CosmicParams {
+                contrast: limit(&pr),
+                ..*cp
+            },
+        );
+        let (a, b) = rayon::join(
+            || cosmic_rays(&mut n_img, &sn.view(), Some(&sm.view()), &psf_n, &cpn),
+            || cosmic_rays(&mut r_img, &tn.view(), Some(&tm.view()), &psf_r, &cpr),
+        );
+        for (k, c) in [a, b].into_iter().enumerate() {
+            sharp.zip_mut_with(&c.mask, |p, &q| *p |= q);
+            cosmic_contrast[k] = Some((c.contrast, c.mask.iter().filter(|&&v| v).count()));
         }
     }
     timings.push(("noise".to_string(), seconds_since(t1)));
@@ -575,7 +609,6 @@ pub fn subtract_zogy(
                 opts.aperture_beta.tukey_c,
             )
         });
-    res.mask.zip_mut_with(&sharp, |a, &b| *a |= b);
     timings.push(("zogy".to_string(), seconds_since(t2)));
 
     let f_n = res.beta * opts.params.f_ref;
@@ -586,6 +619,8 @@ pub fn subtract_zogy(
     let fc = flux_corr.map_or(1.0, |c| c.0);
     let flux = res.flux.mapv(|v| (v as f64 * res.beta * fc) as f32);
     let flux_err = res.flux_err.mapv(|v| (v as f64 * res.beta * fc) as f32);
+    let gains_json =
+        [&g_n, &g_t].map(|g| serde_json::json!({ "gain": g.gain, "source": g.source.as_str() }));
     let diagnostics = serde_json::json!({
         "beta": res.beta,
         "beta_err": res.beta_err,
@@ -605,7 +640,11 @@ pub fn subtract_zogy(
             "n_kept": a.n_kept,
             "radius": a.radius,
         })),
+        "gains": gains_json,
         "n_cosmic_pixels": sharp.iter().filter(|&&b| b).count(),
+        "cosmic": cosmic_contrast.map(|c| c.map(|(contrast, n)| serde_json::json!({
+            "contrast": contrast, "n_pixels": n,
+        }))),
         "science_psf_constant": pn.is_constant(),
         "template_psf_constant": pr.is_constant(),
         "science_fwhm": se.fwhm,
@@ -637,6 +676,7 @@ pub fn subtract_zogy(
             ("s".to_string(), res.s),
             ("flux".to_string(), flux),
             ("flux_err".to_string(), flux_err),
+            ("cosmic".to_string(), sharp.mapv(|b| b as u8 as f32)),
         ],
         science_fwhm: Some(se.fwhm),
         diagnostics,
