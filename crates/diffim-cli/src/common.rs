@@ -287,10 +287,15 @@ impl PairInputs {
             (Some(given), Some(extra)) => Some(&given | &extra),
             (given, extra) => given.or(extra),
         };
-        let (science_gain, science_gain_source) =
-            resolve_gain(files.gain, &science, science_mask.as_ref(), ctx);
-        let (template_gain, template_gain_source) =
-            resolve_gain(files.template_gain, &template, template_mask.as_ref(), ctx);
+        // Both gains at once (an estimate reads the whole image); notes in a fixed order.
+        let ((science_gain, science_gain_source, n1), (template_gain, template_gain_source, n2)) =
+            rayon::join(
+                || gain_with_note(files.gain, &science, science_mask.as_ref()),
+                || gain_with_note(files.template_gain, &template, template_mask.as_ref()),
+            );
+        for n in [n1, n2].into_iter().flatten() {
+            say(ctx, n);
+        }
         Ok(Self {
             science_mask,
             template_mask,

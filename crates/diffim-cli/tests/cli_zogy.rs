@@ -84,15 +84,7 @@ fn subtract_zogy_writes_all_planes() {
     cfg.n_transients = 8;
     let (pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
     let out = dir.path().join("zogy");
-    common::diffim_ok(&[
-        "subtract",
-        sci.to_str().unwrap(),
-        tmpl.to_str().unwrap(),
-        "--method",
-        "zogy",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    common::diffim_ok(&zogy_args(&sci, &tmpl, &out, &[]));
     let read = |name: &str| {
         diffim::fits::read_image::<f32>(&out.join(name), &Hdu::Primary)
             .unwrap()
@@ -151,6 +143,23 @@ fn subtract_zogy_writes_all_planes() {
     assert!(summary["timings_s"]["zogy"].as_f64().unwrap() >= 0.0);
 }
 
+/// `diffim subtract SCI TMPL --method zogy --out OUT EXTRA...`.
+fn zogy_args(
+    sci: &std::path::Path,
+    tmpl: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut a: Vec<String> = vec!["subtract".into()];
+    for p in [sci, tmpl] {
+        a.push(p.to_string_lossy().into_owned());
+    }
+    a.extend(["--method", "zogy", "--out"].map(String::from));
+    a.push(out.to_string_lossy().into_owned());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
 /// summary.json of an output folder.
 fn summary(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
@@ -176,26 +185,8 @@ fn gain_estimated_without_gain_card_and_zogy_flags() {
     write_image(&sci, &pair.science.view(), &pair.science_header, w).unwrap();
     write_image(&tmpl, &pair.template.view(), &pair.template_header, w).unwrap();
     let out = dir.path().join("z");
-    let args = |out: &std::path::Path, extra: &[&str]| {
-        let mut a: Vec<String> = [
-            "subtract",
-            sci.to_str().unwrap(),
-            tmpl.to_str().unwrap(),
-            "--method",
-            "zogy",
-            "--zogy-beta",
-            "psf-fit",
-            "--no-flux-correction",
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
-    let o = common::diffim_ok(&args(&out, &[]));
+    let flags = ["--zogy-beta", "psf-fit", "--no-flux-correction"];
+    let o = common::diffim_ok(&zogy_args(&sci, &tmpl, &out, &flags));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("estimated"), "{stdout}");
     let s = summary(&out);
@@ -209,7 +200,8 @@ fn gain_estimated_without_gain_card_and_zogy_flags() {
     assert!(s["diagnostics"]["flux_correction"].is_null());
 
     let out2 = dir.path().join("z2");
-    common::diffim_ok(&args(&out2, &["--gain", "2"]));
+    let more = [&flags[..], &["--gain", "2"]].concat();
+    common::diffim_ok(&zogy_args(&sci, &tmpl, &out2, &more));
     let s = summary(&out2);
     assert_eq!(s["science_gain_source"], "option");
     assert_eq!(s["science_gain"].as_f64(), Some(2.0));
@@ -226,15 +218,7 @@ fn zogy_defaults_aperture_beta_and_header_gain() {
     cfg.n_transients = 4;
     let (_pair, sci, tmpl) = common::write_pair(dir.path(), &cfg);
     let out = dir.path().join("zogy");
-    common::diffim_ok(&[
-        "subtract",
-        sci.to_str().unwrap(),
-        tmpl.to_str().unwrap(),
-        "--method",
-        "zogy",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    common::diffim_ok(&zogy_args(&sci, &tmpl, &out, &[]));
     let s = summary(&out);
     assert_eq!(s["science_gain_source"], "header");
     assert_eq!(s["science_gain"].as_f64(), Some(cfg.science.gain));

@@ -1,8 +1,11 @@
 //! Diagnostics of ZOGY on the real properimage pair with injected fakes (development tool).
 //!
 //! `DIFFIM_DATA=/work/shared/data cargo run -p zogy-core --example real_pair_diag`
-//! Knobs (env): `ZD_AST` astrometric sigma (px), `ZD_GAIN` gain scale, `ZD_DIL` saturation
-//! dilation (px), `ZD_CONST` = 1 for constant PSFs (centre of the KL model).
+//! Defaults as the facade runs ZOGY. Knobs (env): `ZD_AST` astrometric sigma (px), `ZD_GAIN`
+//! gain scale, `ZD_DIL` saturation dilation (px, 5), `ZD_CONST` = 1 for constant PSFs (centre
+//! of the KL model), `ZD_PSFERR` (0.02) / `ZD_WING` (0.04) / `ZD_WSIG` model-error terms,
+//! `ZD_TILE` tile size (256), `ZD_CR` = 0 disables cosmic rays (`ZD_CRF` contrast factor,
+//! `ZD_CRS` sigclip), `ZD_STAMP` PSF stamp in FWHM, `ZD_LIST` = 1 lists false positives.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use diffim_core::stats::{mad_std, median};
@@ -33,7 +36,7 @@ fn main() {
     let clean = rd("aligned_eso085-030-005.fit");
     let (ny, nx) = clean.dim();
     let sat = 65_000.0;
-    let dil = env("ZD_DIL", 0.0) as usize;
+    let dil = env("ZD_DIL", 5.0) as usize;
     let flat = env("ZD_FLAT", 1.0) > 0.5;
     let smask = |a: &Array2<f32>| {
         let mut m = zogy_core::masks::saturation_mask(&a.view(), None, dil);
@@ -170,9 +173,10 @@ fn main() {
     let ast = env("ZD_AST", 0.0);
     let params = ZogyParams {
         sigma_astrometric: (ast, ast),
-        psf_error: env("ZD_PSFERR", 0.0),
-        psf_wing_error: env("ZD_WING", 0.0),
+        psf_error: env("ZD_PSFERR", 0.02),
+        psf_wing_error: env("ZD_WING", 0.04),
         psf_wing_sigma: env("ZD_WSIG", 0.0),
+        tile_size: env("ZD_TILE", 256.0) as usize,
         estimate_astrometric: env("ZD_AUTO", 1.0) > 0.5,
         ..Default::default()
     };

@@ -3,7 +3,7 @@
 //! cosmic-ray / hot pixels sharper than the PSF. Generic helpers (candidates for
 //! `diffim-core::mask`).
 
-pub use crate::cosmic::{CosmicParams, CosmicRays, cosmic_rays, psf_contrast};
+pub use crate::cosmic::{CosmicParams, CosmicRays, cosmic_rays, psf_contrast, star_contrast};
 pub use crate::prep::inpaint;
 use diffim_core::mask::dilate;
 use ndarray::{Array2, ArrayView2, Zip};

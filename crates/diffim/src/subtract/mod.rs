@@ -237,6 +237,13 @@ pub struct ResolvedGain {
     pub failure: Option<source_extract::ExtractError>,
 }
 
+impl ResolvedGain {
+    /// `{"gain": .., "source": ..}` for a method's diagnostics.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({ "gain": self.gain, "source": self.source.as_str() })
+    }
+}
+
 /// The gain to use for `image`: `given` when it is finite and positive, else an estimate from
 /// the sky ([`source_extract::estimate_gain`]: `sky / sky_rms^2` over the pixels `mask` leaves,
 /// which assumes a raw image with the pedestal removed, Poisson-limited sky and white noise),

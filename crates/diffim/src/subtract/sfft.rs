@@ -4,7 +4,11 @@
 //! (`source-extract`, STDPipe's noise model with the gains), a star list and FWHMs (detection
 //! on both images), then [`sfft_core::subtract`]. The mesh backgrounds are subtracted from both
 //! images before the fit, so the fitted differential background (extra plane "background")
-//! only holds what the meshes missed.
+//! only holds what the meshes missed. Cosmic rays, hot pixels and dark holes of both images
+//! are replaced before the fit ([`zogy_core::masks::cosmic_rays`] with a Gaussian PSF of the
+//! measured FWHM, as for ZOGY) and recorded in the extra plane "cosmic". A gain not given is
+//! estimated from the sky ([`super::resolve_gain`]); without one the noise maps hold the
+//! background noise only.
 
 use super::prep::{clean_stars, prepare_image};
 use super::{Method, SubtractError, SubtractInputs, Subtraction, seconds_since};
@@ -28,6 +32,11 @@ pub struct SfftOptions {
     pub detect_threshold: f64,
     /// Side of the grid of kernels in the "kernel_grid" plane. Default 5.
     pub kernel_grid: usize,
+    /// Cosmic-ray / hot-pixel replacement in both images; `None` disables it. Default
+    /// [`zogy_core::masks::CosmicParams::default`] (contrast limit twice that of a Gaussian
+    /// PSF of the image's FWHM).
+    #[serde(skip)]
+    pub cosmic: Option<zogy_core::masks::CosmicParams>,
 }
 
 impl Default for SfftOptions {
@@ -39,6 +48,7 @@ impl Default for SfftOptions {
             },
             detect_threshold: 10.0,
             kernel_grid: 5,
+            cosmic: Some(Default::default()),
         }
     }
 }
@@ -47,7 +57,8 @@ impl Default for SfftOptions {
 ///
 /// Extra planes: "convolved" (the convolved image), "background" (fitted differential
 /// background), "kernel_grid" (a mosaic of `kernel_grid x kernel_grid` kernels across the
-/// field, see [`sfft_core::kernel_grid`]). Diagnostics: the fit summary, the flux scale at
+/// field, see [`sfft_core::kernel_grid`]), "cosmic" (1 where a cosmic-ray / hot / dark pixel
+/// of either image was replaced). Diagnostics: the fit summary, the flux scale at
 /// the grid positions and the kernel grid positions.
 ///
 /// # Errors
@@ -59,57 +70,146 @@ pub fn subtract_sfft(
     inputs.validate()?;
     let mut timings = Vec::new();
     let t0 = Instant::now();
+    let (g_s, g_t) = rayon::join(
+        || {
+            super::resolve_gain(
+                &inputs.science,
+                inputs.science_mask.as_ref(),
+                inputs.science_gain,
+            )
+        },
+        || {
+            super::resolve_gain(
+                &inputs.template,
+                inputs.template_mask.as_ref(),
+                inputs.template_gain,
+            )
+        },
+    );
+    let (science_gain, template_gain) = (g_s.gain, g_t.gain);
     let sci = prepare_image(
         &inputs.science,
         inputs.science_mask.as_ref(),
         inputs.science_saturation,
-        inputs.science_gain,
+        science_gain,
         inputs.science_noise.as_ref(),
     )?;
     let tmpl = prepare_image(
         &inputs.template,
         inputs.template_mask.as_ref(),
         inputs.template_saturation,
-        inputs.template_gain,
+        template_gain,
         inputs.template_noise.as_ref(),
     )?;
     // The mesh backgrounds come off both images before the fit.
-    let sci_image = &inputs.science - &sci.background.background;
-    let tmpl_image = &inputs.template - &tmpl.background.background;
+    let mut sci_image = &inputs.science - &sci.background.background;
+    let mut tmpl_image = &inputs.template - &tmpl.background.background;
     timings.push(("background+noise".to_string(), seconds_since(t0)));
 
     let t1 = Instant::now();
     let mut params = opts.params.clone();
-    let need_t = params.obj.is_none() || params.fwhm_template.is_none();
+    let need_t = params.obj.is_none() || params.fwhm_template.is_none() || opts.cosmic.is_some();
+    let mut stars_t: Vec<(f64, f64)> = Vec::new();
     if need_t {
         let st = clean_stars(
             &inputs.template,
             &tmpl,
             opts.detect_threshold,
-            inputs.template_gain,
+            template_gain,
             None,
         )?;
         if params.fwhm_template.is_none() {
             params.fwhm_template = estimate_fwhm(&st).ok();
         }
+        stars_t = st.iter().map(|o| (o.x, o.y)).collect();
         if params.obj.is_none() && st.len() >= 10 {
-            params.obj = Some(st.iter().map(|o| (o.x, o.y)).collect());
+            params.obj = Some(stars_t.clone());
         }
     }
-    if params.fwhm_science.is_none() {
+    let mut stars_s: Vec<(f64, f64)> = Vec::new();
+    if params.fwhm_science.is_none() || opts.cosmic.is_some() {
         let st = clean_stars(
             &inputs.science,
             &sci,
             opts.detect_threshold,
-            inputs.science_gain,
+            science_gain,
             None,
         )?;
-        params.fwhm_science = estimate_fwhm(&st).ok();
+        if params.fwhm_science.is_none() {
+            params.fwhm_science = estimate_fwhm(&st).ok();
+        }
+        stars_s = st.iter().map(|o| (o.x, o.y)).collect();
     }
     if let Some(obj) = &mut params.obj {
         obj.truncate(params.max_stamps.max(1) * 4);
     }
     timings.push(("detection".to_string(), seconds_since(t1)));
+
+    // Cosmic rays, hot pixels and dark holes, against a Gaussian PSF of each image's FWHM.
+    let t1 = Instant::now();
+    let (ny, nx) = sci_image.dim();
+    let mut cosmic = ndarray::Array2::from_elem((ny, nx), false);
+    let mut n_cosmic = [0usize; 2];
+    if let Some(cp) = &opts.cosmic {
+        // The contrast limit from the image's own stars (the 90th percentile of their S'/F),
+        // else from a Gaussian of the measured FWHM (softer than real cores: a lower limit).
+        let stamp = |fwhm: Option<f64>| {
+            let f = fwhm.filter(|f| f.is_finite() && *f > 0.5)?;
+            let size = diffim_core::psf::odd_at_least(4.0 * f).max(7);
+            Some(diffim_core::psf::gaussian_stamp(size, f, 0.0, 0.0))
+        };
+        let limit = |img: &ndarray::Array2<f32>,
+                     noise: &ndarray::Array2<f32>,
+                     stars: &[(f64, f64)],
+                     psf: Option<&ndarray::Array2<f64>>| {
+            let measured = zogy_core::masks::star_contrast(&img.view(), &noise.view(), stars, 0.9)
+                .or_else(|| psf.map(zogy_core::masks::psf_contrast))?;
+            Some(
+                cp.contrast
+                    .unwrap_or((cp.psf_contrast_factor * measured).max(0.5)),
+            )
+        };
+        let (ps, pt) = (stamp(params.fwhm_science), stamp(params.fwhm_template));
+        let cps = zogy_core::masks::CosmicParams {
+            contrast: limit(&sci_image, &sci.noise, &stars_s, ps.as_ref()),
+            ..*cp
+        };
+        let cpt = zogy_core::masks::CosmicParams {
+            contrast: limit(&tmpl_image, &tmpl.noise, &stars_t, pt.as_ref()),
+            ..*cp
+        };
+        let (a, b) = rayon::join(
+            || {
+                ps.as_ref().map(|p| {
+                    zogy_core::masks::cosmic_rays(
+                        &mut sci_image,
+                        &sci.noise.view(),
+                        Some(&sci.mask.view()),
+                        p,
+                        &cps,
+                    )
+                })
+            },
+            || {
+                pt.as_ref().map(|p| {
+                    zogy_core::masks::cosmic_rays(
+                        &mut tmpl_image,
+                        &tmpl.noise.view(),
+                        Some(&tmpl.mask.view()),
+                        p,
+                        &cpt,
+                    )
+                })
+            },
+        );
+        for (k, c) in [a, b].into_iter().enumerate() {
+            if let Some(c) = c {
+                n_cosmic[k] = c.mask.iter().filter(|&&v| v).count();
+                cosmic.zip_mut_with(&c.mask, |p, &q| *p |= q);
+            }
+        }
+    }
+    timings.push(("cosmic".to_string(), seconds_since(t1)));
 
     let t2 = Instant::now();
     let core_inputs = SfftInputs {
@@ -124,7 +224,6 @@ pub fn subtract_sfft(
     let res = sfft_core::subtract(&core_inputs, &params)?;
     timings.push(("sfft".to_string(), seconds_since(t2)));
 
-    let (ny, nx) = res.diff.dim();
     let g = opts.kernel_grid.max(1);
     let mut grid = Vec::new();
     for j in 0..g {
@@ -138,11 +237,14 @@ pub fn subtract_sfft(
             }));
         }
     }
+    let gains_json = [g_s.summary(), g_t.summary()];
     let diagnostics = serde_json::json!({
         "sfft": res.summary(),
         "params": params_summary(&params),
         "flux_scale_centre": res.flux_scale_at((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0),
         "kernel_grid": grid,
+        "gains": gains_json,
+        "n_cosmic_pixels": n_cosmic,
     });
     let kgrid = sfft_core::kernel_grid(&res, g);
     let science_fwhm = res.fwhm_science.is_finite().then_some(res.fwhm_science);
@@ -155,6 +257,7 @@ pub fn subtract_sfft(
             ("convolved".to_string(), res.convolved.clone()),
             ("background".to_string(), res.background.clone()),
             ("kernel_grid".to_string(), kgrid),
+            ("cosmic".to_string(), cosmic.mapv(|b| b as u8 as f32)),
         ],
         science_fwhm,
         diagnostics,

@@ -619,8 +619,7 @@ pub fn subtract_zogy(
     let fc = flux_corr.map_or(1.0, |c| c.0);
     let flux = res.flux.mapv(|v| (v as f64 * res.beta * fc) as f32);
     let flux_err = res.flux_err.mapv(|v| (v as f64 * res.beta * fc) as f32);
-    let gains_json =
-        [&g_n, &g_t].map(|g| serde_json::json!({ "gain": g.gain, "source": g.source.as_str() }));
+    let gains_json = [g_n.summary(), g_t.summary()];
     let diagnostics = serde_json::json!({
         "beta": res.beta,
         "beta_err": res.beta_err,
