@@ -59,7 +59,9 @@ pub fn flat_run_mask(image: &ArrayView2<f32>, min_run: usize, grow: usize) -> Ar
     if grow > 0 { dilate(&m.view(), grow) } else { m }
 }
 
-/// Cosmic-ray and hot pixels: sharper than the PSF allows.
+/// Cosmic-ray and hot pixels: sharper than the PSF allows (a single-pixel test; the facade
+/// uses [`cosmic_rays`], which also finds multi-pixel, resampled and negative artefacts and
+/// hits on stars).
 ///
 /// `resid` is the background-subtracted image, `noise` its per-pixel RMS, `psf` the (centred)
 /// PSF stamp. A pixel is flagged when its excess over the mean of its 4 neighbours (the
