@@ -190,15 +190,16 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
             cfg.seed
         ),
     );
-    let loaded = |data: &diffim::ndarray::Array2<f32>, header: &fits::Header, name: &str| {
-        crate::common::LoadedImage {
-            data: data.clone(),
-            header: header.clone(),
-            path: args.out.join(name),
-        }
+    // The simulated planes move into the pipeline's inputs (no copies); the truth stays.
+    let loaded = |data, header, name: &str| crate::common::LoadedImage {
+        data,
+        header,
+        path: args.out.join(name),
     };
-    let science = loaded(&pair.science, &pair.science_header, "science.fits");
-    let template = loaded(&pair.template, &pair.template_header, "template.fits");
+    let science = loaded(pair.science, pair.science_header, "science.fits");
+    let template = loaded(pair.template, pair.template_header, "template.fits");
+    drop(pair.science_noise);
+    drop(pair.template_noise);
     // sky-sim headers carry GAIN; the same resolution as for files all the same.
     let (science_gain, science_gain_source) =
         crate::common::resolve_gain(None, &science, Some(&pair.science_mask), ctx);
@@ -207,8 +208,8 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
     let inputs = crate::common::PairInputs {
         science,
         template,
-        science_mask: Some(pair.science_mask.clone()),
-        template_mask: Some(pair.template_mask.clone()),
+        science_mask: Some(pair.science_mask),
+        template_mask: Some(pair.template_mask),
         science_noise: None,
         template_noise: None,
         science_gain,
@@ -216,7 +217,6 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<(), CliError> {
         science_gain_source,
         template_gain_source,
     };
-    drop(pair.science_noise);
     let res = crate::cmd::pipeline::run_pair(&inputs, &params, &args.out, ctx)?;
     let truth: Vec<(f64, f64, f64, f64)> = pair
         .truth
