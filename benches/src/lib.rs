@@ -22,14 +22,7 @@ pub fn pair(size: usize) -> Result<SimPair, diffim::sim::SimError> {
 
 /// Subtraction inputs for a simulated pair (masks, gains, saturation from its headers).
 pub fn inputs(p: &SimPair) -> SubtractInputs<'_> {
-    let mut i = SubtractInputs::new(p.science.view(), p.template.view());
-    i.science_mask = Some(p.science_mask.view());
-    i.template_mask = Some(p.template_mask.view());
-    i.science_gain = p.science_header.get_f64("GAIN").ok();
-    i.template_gain = p.template_header.get_f64("GAIN").ok();
-    i.science_saturation = p.science_header.get_f64("SATURATE").ok();
-    i.template_saturation = p.template_header.get_f64("SATURATE").ok();
-    i
+    SubtractInputs::from_sim(p)
 }
 
 /// One subtraction with the method's default options (what the CLI runs).

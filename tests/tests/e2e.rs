@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use diffim::pipeline::{Evaluation, PipelineMeta, PipelineParams, evaluate, run_pipeline};
-use diffim::psf::PsfModel;
+use diffim::pipeline::{
+    Evaluation, FakeParams, PipelineMeta, PipelineParams, evaluate, inject_fakes, run_pipeline,
+};
 use diffim::sim::{SimConfig, simulate};
 use diffim::subtract::{Method, SubtractInputs};
 
@@ -20,13 +21,7 @@ fn sim_run(method: Method, seed: u64, size: usize, n_transients: usize) -> Evalu
     let mut cfg = SimConfig::default().with_size(size, size).with_seed(seed);
     cfg.n_transients = n_transients;
     let pair = simulate(&cfg).unwrap();
-    let mut inputs = SubtractInputs::new(pair.science.view(), pair.template.view());
-    inputs.science_mask = Some(pair.science_mask.view());
-    inputs.template_mask = Some(pair.template_mask.view());
-    inputs.science_gain = pair.science_header.get_f64("GAIN").ok();
-    inputs.template_gain = pair.template_header.get_f64("GAIN").ok();
-    inputs.science_saturation = pair.science_header.get_f64("SATURATE").ok();
-    inputs.template_saturation = pair.template_header.get_f64("SATURATE").ok();
+    let inputs = SubtractInputs::from_sim(&pair);
     let params = PipelineParams {
         method,
         max_cutouts: 0,
@@ -112,35 +107,14 @@ fn properimage_with_fakes(method: Method) -> Option<Evaluation> {
     .unwrap();
     let sigma_bg = est.background.global_rms;
     // Seeded positions away from edges and from every detected object.
-    let mut state = 12345u64;
-    let mut uniform = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut fakes: Vec<(f64, f64, f64, f64)> = Vec::new();
-    let mut tries = 0;
-    while fakes.len() < 60 && tries < 100_000 {
-        tries += 1;
-        let x = (40.0 + uniform() * (nx as f64 - 80.0)).round();
-        let y = (40.0 + uniform() * (ny as f64 - 80.0)).round();
-        let clear_of_objects = est.objects.iter().all(|o| (o.x - x).hypot(o.y - y) > 15.0);
-        let clear_of_fakes = fakes.iter().all(|f| (f.0 - x).hypot(f.1 - y) > 30.0);
-        if !(clear_of_objects && clear_of_fakes) {
-            continue;
-        }
-        let snr = 10.0 * 4.0f64.powf(uniform()); // S/N 10-40, log-uniform
-        let psf = est.model.psf_at(x, y);
-        let norm = psf.iter().map(|p| p * p).sum::<f64>().sqrt();
-        let flux = snr * sigma_bg / norm;
-        let h = psf.nrows() / 2;
-        for ((j, i), p) in psf.indexed_iter() {
-            let (yy, xx) = (y as usize + j - h, x as usize + i - h);
-            sci[[yy, xx]] += (flux * p) as f32;
-        }
-        fakes.push((x, y, flux, snr));
-    }
+    let objects: Vec<(f64, f64)> = est.objects.iter().map(|o| (o.x, o.y)).collect();
+    let fakes = inject_fakes(
+        &mut sci,
+        &est.model,
+        sigma_bg,
+        &objects,
+        &FakeParams::default(),
+    );
     assert!(fakes.len() >= 50, "placed {} fakes", fakes.len());
     let mut inputs = SubtractInputs::new(sci.view(), tmpl.view());
     inputs.science_saturation = Some(sat);

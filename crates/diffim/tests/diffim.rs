@@ -30,14 +30,10 @@ fn dist(a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 fn inputs<'a>(pair: &'a SimPair, template: &'a Array2<f32>) -> SubtractInputs<'a> {
-    let mut i = SubtractInputs::new(pair.science.view(), template.view());
-    i.science_mask = Some(pair.science_mask.view());
-    i.template_mask = Some(pair.template_mask.view());
-    i.science_gain = pair.science_header.get_f64("GAIN").ok();
-    i.template_gain = pair.template_header.get_f64("GAIN").ok();
-    i.science_saturation = pair.science_header.get_f64("SATURATE").ok();
-    i.template_saturation = pair.template_header.get_f64("SATURATE").ok();
-    i
+    SubtractInputs {
+        template: template.view(),
+        ..SubtractInputs::from_sim(pair)
+    }
 }
 
 /// A 512^2 sky-sim pair with 25 transients; one isolated, moderately bright star (science S/N

@@ -1,8 +1,7 @@
 //! ZOGY's flux ratio `beta` from the PSF fit vs large-aperture photometry (issue 6).
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use diffim::pipeline::{CandidateParams, evaluate, find_candidates};
-use diffim::psf::PsfModel;
+use diffim::pipeline::{CandidateParams, FakeParams, evaluate, find_candidates, inject_fakes};
 use diffim::sim::{SimConfig, simulate};
 use diffim::subtract::SubtractInputs;
 use diffim::subtract::zogy::{BetaSource, ZogyOptions, subtract_zogy};
@@ -53,13 +52,7 @@ fn sim_case(
     let mut cfg = SimConfig::default().with_size(size, size).with_seed(seed);
     cfg.n_transients = n_transients;
     let pair = simulate(&cfg).unwrap();
-    let mut inputs = SubtractInputs::new(pair.science.view(), pair.template.view());
-    inputs.science_mask = Some(pair.science_mask.view());
-    inputs.template_mask = Some(pair.template_mask.view());
-    inputs.science_gain = pair.science_header.get_f64("GAIN").ok();
-    inputs.template_gain = pair.template_header.get_f64("GAIN").ok();
-    inputs.science_saturation = pair.science_header.get_f64("SATURATE").ok();
-    inputs.template_saturation = pair.template_header.get_f64("SATURATE").ok();
+    let inputs = SubtractInputs::from_sim(&pair);
     let truth: Vec<_> = pair
         .truth
         .transients
@@ -87,7 +80,6 @@ fn properimage(from: (BetaSource, bool)) -> Option<(f64, f64, f64, f64, usize)> 
     let hdu = diffim::fits::Hdu::Primary;
     let mut sci = diffim::fits::read_image::<f32>(&sci_p, &hdu).unwrap().data;
     let tmpl = diffim::fits::read_image::<f32>(&ref_p, &hdu).unwrap().data;
-    let (ny, nx) = sci.dim();
     let sat = 65000.0;
     let est = diffim::psf::estimate_psf(
         &sci.view(),
@@ -99,35 +91,14 @@ fn properimage(from: (BetaSource, bool)) -> Option<(f64, f64, f64, f64, usize)> 
     )
     .unwrap();
     let sigma_bg = est.background.global_rms;
-    let mut state = 12345u64;
-    let mut uniform = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let mut fakes: Vec<(f64, f64, f64, f64)> = Vec::new();
-    let mut tries = 0;
-    while fakes.len() < 60 && tries < 100_000 {
-        tries += 1;
-        let x = (40.0 + uniform() * (nx as f64 - 80.0)).round();
-        let y = (40.0 + uniform() * (ny as f64 - 80.0)).round();
-        let clear_of_objects = est.objects.iter().all(|o| (o.x - x).hypot(o.y - y) > 15.0);
-        let clear_of_fakes = fakes.iter().all(|f| (f.0 - x).hypot(f.1 - y) > 30.0);
-        if !(clear_of_objects && clear_of_fakes) {
-            continue;
-        }
-        let snr = 10.0 * 4.0f64.powf(uniform());
-        let psf = est.model.psf_at(x, y);
-        let norm = psf.iter().map(|p| p * p).sum::<f64>().sqrt();
-        let flux = snr * sigma_bg / norm;
-        let h = psf.nrows() / 2;
-        for ((j, i), p) in psf.indexed_iter() {
-            let (yy, xx) = (y as usize + j - h, x as usize + i - h);
-            sci[[yy, xx]] += (flux * p) as f32;
-        }
-        fakes.push((x, y, flux, snr));
-    }
+    let objects: Vec<(f64, f64)> = est.objects.iter().map(|o| (o.x, o.y)).collect();
+    let fakes = inject_fakes(
+        &mut sci,
+        &est.model,
+        sigma_bg,
+        &objects,
+        &FakeParams::default(),
+    );
     let mut inputs = SubtractInputs::new(sci.view(), tmpl.view());
     inputs.science_saturation = Some(sat);
     inputs.template_saturation = Some(sat);

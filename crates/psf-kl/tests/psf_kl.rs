@@ -4,11 +4,35 @@
 
 use ndarray::Array2;
 use psf_kl::{
-    KlParams, KlPsf, PsfError, PsfEstimateParams, PsfModel, SelectParams, estimate_psf,
-    profile::measure_fwhm, select_stars,
+    KlParams, KlPsf, PsfError, PsfEstimate, PsfEstimateParams, PsfModel, SelectParams,
+    estimate_psf, profile::measure_fwhm, select_stars,
 };
 use sky_sim::{SimConfig, SimPair, simulate};
 use std::path::PathBuf;
+
+/// The PSF estimate of `pair`'s science image with `params`, and its errors against the truth
+/// ([`grid_errors`]: worst and median relative L2, worst FWHM), summarised on stderr.
+fn estimate_scored(
+    label: &str,
+    pair: &SimPair,
+    params: &PsfEstimateParams,
+) -> (PsfEstimate, (f64, f64, f64)) {
+    let est = estimate_psf(
+        &pair.science.view(),
+        Some(&pair.science_mask.view()),
+        params,
+    )
+    .unwrap();
+    let (worst, med, fw) = grid_errors(pair, &est.model);
+    eprintln!(
+        "{label}: {} stars ({}), {} basis, degree {}, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}",
+        est.stars.len(),
+        est.stars.rejections,
+        est.model.n_basis(),
+        est.model.degree(),
+    );
+    (est, (worst, med, fw))
+}
 
 fn rel_l2(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
     (a - b).mapv(|v| v * v).sum().sqrt() / b.mapv(|v| v * v).sum().sqrt()
@@ -63,22 +87,8 @@ fn kl_model_follows_a_varying_psf() {
     // (about 150 pass the selection). With fluxes from 20 000 instead of 60 000 ADU the
     // fifth KL component sinks into the noise and the worst error at the corners is 5.4 %
     // (median 1.6 %); see the crate README/report.
-    let cfg = dense_varying();
-    let pair = simulate(&cfg).unwrap();
-    let est = estimate_psf(
-        &pair.science.view(),
-        Some(&pair.science_mask.view()),
-        &params_for(&pair),
-    )
-    .unwrap();
-    let (worst, med, fw) = grid_errors(&pair, &est.model);
-    eprintln!(
-        "varying PSF: {} stars ({}), {} basis, degree {}, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}",
-        est.stars.len(),
-        est.stars.rejections,
-        est.model.n_basis(),
-        est.model.degree(),
-    );
+    let pair = simulate(&dense_varying()).unwrap();
+    let (_, (worst, _, fw)) = estimate_scored("varying PSF", &pair, &params_for(&pair));
     assert!(worst <= 0.03, "worst relative L2 error {worst}");
     assert!(fw <= 0.02, "worst FWHM error {fw}");
 }
@@ -292,21 +302,8 @@ fn sparse_default_varying_field_degrades_gracefully() {
     let pair = simulate(&SimConfig::varying_psf()).unwrap();
     let mut params = params_for(&pair);
     params.kl.wing_snr = 1.0;
-    let est = estimate_psf(
-        &pair.science.view(),
-        Some(&pair.science_mask.view()),
-        &params,
-    )
-    .unwrap();
-    let (worst, med, fw) = grid_errors(&pair, &est.model);
-    eprintln!(
-        "sparse varying PSF: {} stars ({}), {} basis, degree {}, {} wing px, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}",
-        est.stars.len(),
-        est.stars.rejections,
-        est.model.n_basis(),
-        est.model.degree(),
-        est.model.diagnostics().n_wing_pixels,
-    );
+    let (est, (worst, med, fw)) = estimate_scored("sparse varying PSF", &pair, &params);
+    eprintln!("  {} wing px", est.model.diagnostics().n_wing_pixels);
     assert!(est.model.n_basis() >= 2 && est.model.degree() == 1);
     assert!(
         worst <= 0.27 && med <= 0.08 && fw <= 0.10,
@@ -326,7 +323,7 @@ fn sparse_default_varying_field_degrades_gracefully() {
 /// Diagnostics on fields from sparse to dense (run with `--ignored --nocapture`; slow-ish):
 /// prints the selection, the KL fit and the errors against the truth.
 #[test]
-#[ignore]
+#[ignore = "diagnostic (slow): prints selection and KL fit from sparse to dense fields"]
 fn diag_sparse_fields() {
     let mut denser = SimConfig::varying_psf();
     denser.n_stars = 1000;
@@ -339,22 +336,12 @@ fn diag_sparse_fields() {
         ("dense bright 1024^2", dense_varying()),
     ] {
         let pair = simulate(&cfg).unwrap();
-        let est = estimate_psf(
-            &pair.science.view(),
-            Some(&pair.science_mask.view()),
-            &params_for(&pair),
-        )
-        .unwrap();
-        let (worst, med, fw) = grid_errors(&pair, &est.model);
+        let (est, (worst, med, fw)) = estimate_scored(name, &pair, &params_for(&pair));
         let d = est.model.diagnostics();
         eprintln!(
-            "{name}: {} objects, {} stars ({}), stamp {}, {} basis, degree {}, L2 worst {worst:.4} median {med:.4}, FWHM worst {fw:.4}\n  eig {:?}\n  noise {:.3e} thr {:.3e}",
+            "  {} objects, stamp {}\n  eig {:?}\n  noise {:.3e} thr {:.3e}",
             est.objects.len(),
-            est.stars.len(),
-            est.stars.rejections,
             est.stars.stamp_size,
-            est.model.n_basis(),
-            est.model.degree(),
             &d.eigenvalues[..d.eigenvalues.len().min(6)],
             d.noise_level,
             d.noise_threshold

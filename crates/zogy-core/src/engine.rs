@@ -136,24 +136,38 @@ fn c32(c: Complex<f64>) -> Complex<f32> {
     Complex::new(c.re as f32, c.im as f32)
 }
 
-/// Multiplies a half spectrum by the phase ramp that shifts the image by `(dx, dy)`. The
-/// ramp is separable, `e^{-2 pi i fy dy} e^{-2 pi i fx dx}`: one table per axis.
-fn apply_shift(spec: &mut Array2<Complex<f32>>, py: usize, px: usize, dx: f64, dy: f64) {
-    let tau = std::f64::consts::TAU;
+/// Multiplies a half spectrum (`py` x `px/2+1`, full grid `py` x `px`) by a separable
+/// transfer function `g_y(f_y) g_x(f_x)`, frequencies in cycles per pixel (`f_y` signed):
+/// one table per axis.
+fn multiply_separable(
+    spec: &mut Array2<Complex<f32>>,
+    (py, px): (usize, usize),
+    gx: impl Fn(f64) -> Complex<f64>,
+    gy: impl Fn(f64) -> Complex<f64> + Sync,
+) {
     let nc = spec.ncols();
-    let ramp_x: Vec<Complex<f64>> = (0..nc)
-        .map(|kx| Complex::from_polar(1.0, -tau * kx as f64 / px as f64 * dx))
-        .collect();
+    let tx: Vec<Complex<f64>> = (0..nc).map(|kx| gx(kx as f64 / px as f64)).collect();
     spec.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
         .for_each(|(ky, mut row)| {
-            let fy = signed_freq(ky, py) as f64 / py as f64;
-            let ry = Complex::from_polar(1.0, -tau * fy * dy);
-            for (v, &rx) in row.iter_mut().zip(&ramp_x) {
-                *v = c32(c64(*v) * (ry * rx));
+            let ty = gy(signed_freq(ky, py) as f64 / py as f64);
+            for (v, &t) in row.iter_mut().zip(&tx) {
+                *v = c32(c64(*v) * (ty * t));
             }
         });
+}
+
+/// Multiplies a half spectrum by the phase ramp that shifts the image by `(dx, dy)`,
+/// `e^{-2 pi i fy dy} e^{-2 pi i fx dx}`.
+fn apply_shift(spec: &mut Array2<Complex<f32>>, py: usize, px: usize, dx: f64, dy: f64) {
+    let tau = std::f64::consts::TAU;
+    multiply_separable(
+        spec,
+        (py, px),
+        |f| Complex::from_polar(1.0, -tau * f * dx),
+        |f| Complex::from_polar(1.0, -tau * f * dy),
+    );
 }
 
 /// Central derivative along x (`axis_x`) or y of a real image, 4th-order stencil
@@ -268,19 +282,8 @@ pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
     let swh = wing_term.then(|| {
         let mut a = srh.clone();
         let g = -2.0 * std::f64::consts::PI.powi(2) * m.wing_sigma * m.wing_sigma;
-        let gx: Vec<f64> = (0..nc)
-            .map(|kx| (g * (kx as f64 / px as f64).powi(2)).exp())
-            .collect();
-        a.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(ky, mut row)| {
-                let fy = signed_freq(ky, py) as f64 / py as f64;
-                let gy = (g * fy * fy).exp();
-                for (v, &w) in row.iter_mut().zip(&gx) {
-                    *v = c32(c64(*v) * (gy * w));
-                }
-            });
+        let gauss = |f: f64| Complex::new((g * f * f).exp(), 0.0);
+        multiply_separable(&mut a, (py, px), gauss, gauss);
         a
     });
     let d = inv(dh);

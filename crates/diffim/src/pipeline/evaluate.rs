@@ -1,8 +1,93 @@
-//! Scoring candidates against injected truth (the demo and the end-to-end tests).
+//! Injecting fake point sources, and scoring candidates against injected truth (the demo and
+//! the end-to-end tests).
 
+use ndarray::Array2;
+use psf_kl::PsfModel;
 use serde::Serialize;
 
 use super::candidates::CandidateRow;
+
+/// Where and how bright [`inject_fakes`] places its point sources.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FakeParams {
+    /// How many (fewer when the image has no more room). Default 60.
+    pub n: usize,
+    /// Seed of the positions and S/N. Default 12345.
+    pub seed: u64,
+    /// Distance from the image edges, pixels. Default 40.
+    pub margin: f64,
+    /// Minimum distance from the positions to avoid (detected objects), pixels. Default 15.
+    pub clear_of_objects: f64,
+    /// Minimum distance between fakes, pixels. Default 30.
+    pub clear_of_fakes: f64,
+    /// S/N range, drawn log-uniformly. Default (10, 40).
+    pub snr: (f64, f64),
+}
+
+impl Default for FakeParams {
+    fn default() -> Self {
+        Self {
+            n: 60,
+            seed: 12345,
+            margin: 40.0,
+            clear_of_objects: 15.0,
+            clear_of_fakes: 30.0,
+            snr: (10.0, 40.0),
+        }
+    }
+}
+
+/// Adds up to `p.n` point sources shaped like `psf` (its model at each position, centred on a
+/// pixel) to `image`, at seeded random positions away from the edges, from `avoid` and from
+/// each other. A fake's S/N is that of PSF photometry on a background of RMS `sigma_bg`
+/// (`flux = snr sigma_bg / sqrt(sum P^2)`; its own Poisson noise is not added). Returns the
+/// truth as [`evaluate`] takes it: `(x, y, flux, snr)`.
+pub fn inject_fakes(
+    image: &mut Array2<f32>,
+    psf: &dyn PsfModel,
+    sigma_bg: f64,
+    avoid: &[(f64, f64)],
+    p: &FakeParams,
+) -> Vec<(f64, f64, f64, f64)> {
+    let (ny, nx) = image.dim();
+    let mut state = p.seed;
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut fakes: Vec<(f64, f64, f64, f64)> = Vec::new();
+    let mut tries = 0;
+    while fakes.len() < p.n && tries < 100_000 {
+        tries += 1;
+        let x = (p.margin + uniform() * (nx as f64 - 2.0 * p.margin)).round();
+        let y = (p.margin + uniform() * (ny as f64 - 2.0 * p.margin)).round();
+        let clear = avoid
+            .iter()
+            .all(|o| (o.0 - x).hypot(o.1 - y) > p.clear_of_objects)
+            && fakes
+                .iter()
+                .all(|f| (f.0 - x).hypot(f.1 - y) > p.clear_of_fakes);
+        if !clear {
+            continue;
+        }
+        let snr = p.snr.0 * (p.snr.1 / p.snr.0).powf(uniform());
+        let stamp = psf.psf_at(x, y);
+        let h = stamp.nrows() / 2;
+        let (xi, yi) = (x as usize, y as usize);
+        if x < h as f64 || y < h as f64 || xi + h >= nx || yi + h >= ny {
+            continue;
+        }
+        let norm = stamp.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let flux = snr * sigma_bg / norm;
+        for ((j, i), v) in stamp.indexed_iter() {
+            image[[yi + j - h, xi + i - h]] += (flux * v) as f32;
+        }
+        fakes.push((x, y, flux, snr));
+    }
+    fakes
+}
 
 /// One S/N bin of the completeness table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -203,5 +288,52 @@ mod tests {
         let b = &e.bins[0];
         assert_eq!((b.snr_min, b.injected, b.recovered), (3.0, 1, 0));
         assert!(e.table().contains("S/N >= 10: 2/2"));
+    }
+
+    struct Gauss(Array2<f64>);
+    impl PsfModel for Gauss {
+        fn psf_at(&self, _x: f64, _y: f64) -> Array2<f64> {
+            self.0.clone()
+        }
+        fn stamp_size(&self) -> usize {
+            self.0.nrows()
+        }
+        fn fwhm_at(&self, _x: f64, _y: f64) -> f64 {
+            3.0
+        }
+    }
+
+    /// Fakes land where they are said to be, with the stated flux and PSF-photometry S/N,
+    /// apart from each other and from the objects to avoid, and the same seed gives the same
+    /// fakes.
+    #[test]
+    fn fakes_are_where_and_as_bright_as_reported() {
+        let psf = diffim_core::psf::gaussian_stamp(15, 3.0, 0.0, 0.0);
+        let p2: f64 = psf.iter().map(|v| v * v).sum();
+        let model = Gauss(psf);
+        let avoid = [(100.0, 100.0), (200.0, 150.0)];
+        let p = FakeParams {
+            n: 20,
+            ..Default::default()
+        };
+        let mut img = Array2::<f32>::zeros((300, 400));
+        let fakes = inject_fakes(&mut img, &model, 5.0, &avoid, &p);
+        assert_eq!(fakes.len(), 20);
+        for (k, &(x, y, flux, snr)) in fakes.iter().enumerate() {
+            assert!((10.0..40.0).contains(&snr), "snr {snr}");
+            assert!((flux * p2.sqrt() / 5.0 - snr).abs() < 1e-9 * snr);
+            assert!((40.0..=360.0).contains(&x) && (40.0..=260.0).contains(&y));
+            assert!(avoid.iter().all(|a| (a.0 - x).hypot(a.1 - y) > 15.0));
+            assert!(fakes[..k].iter().all(|f| (f.0 - x).hypot(f.1 - y) > 30.0));
+            let (xi, yi) = (x as usize, y as usize);
+            let sum: f64 = img
+                .slice(ndarray::s![yi - 7..=yi + 7, xi - 7..=xi + 7])
+                .iter()
+                .map(|&v| v as f64)
+                .sum();
+            assert!((sum / flux - 1.0).abs() < 1e-4, "{sum} vs {flux}");
+        }
+        let mut again = Array2::<f32>::zeros((300, 400));
+        assert_eq!(inject_fakes(&mut again, &model, 5.0, &avoid, &p), fakes);
     }
 }

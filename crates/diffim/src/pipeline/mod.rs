@@ -26,7 +26,7 @@ mod report;
 
 pub use candidates::{CandidateParams, CandidateRow, Rejections, find_candidates};
 pub use cross::{CrossWindow, cross_window};
-pub use evaluate::{Evaluation, SnrBin, evaluate};
+pub use evaluate::{Evaluation, FakeParams, SnrBin, evaluate, inject_fakes};
 pub use report::{CSV_COLUMNS, items_for_candidates, write_candidates_csv};
 
 /// Name of the file whose presence marks a complete pipeline output folder.

@@ -94,6 +94,21 @@ impl<'a> SubtractInputs<'a> {
         }
     }
 
+    /// Inputs for a simulated pair: its images and masks, and the gains and saturation levels
+    /// of its headers (`GAIN`, `SATURATE`), as a user's FITS pair would give them.
+    pub fn from_sim(pair: &'a sky_sim::SimPair) -> Self {
+        let card = |h: &fits_io::Header, key: &str| h.get_f64(key).ok();
+        Self {
+            science_mask: Some(pair.science_mask.view()),
+            template_mask: Some(pair.template_mask.view()),
+            science_gain: card(&pair.science_header, "GAIN"),
+            template_gain: card(&pair.template_header, "GAIN"),
+            science_saturation: card(&pair.science_header, "SATURATE"),
+            template_saturation: card(&pair.template_header, "SATURATE"),
+            ..Self::new(pair.science.view(), pair.template.view())
+        }
+    }
+
     /// Checks that every plane has the science image's shape.
     pub fn validate(&self) -> Result<(), SubtractError> {
         let want = self.science.dim();
