@@ -8,11 +8,14 @@
 //! convolution of a 1024^2 image (`convolve_varying`: one shot, basis spectra included;
 //! `convolver_prepared`: `VaryingConvolver::convolve` with the spectra and coefficient maps
 //! prepared once = n_basis forward FFTs + 1 inverse of the padded size) against the FFT
-//! yardstick of the same (unpadded) image.
+//! yardstick of the same (unpadded) image. Group `psf/fwhm_19`: `measure_fwhm` (elliptical
+//! Gaussian fit) of one noisy 19x19 star stamp (FWHM 3 px, peak S/N 1000, seeded noise)
+//! against the FFT yardstick of a 128^2 image.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use diffim::core::fft::Fft2;
+use diffim::psf::profile::measure_fwhm;
 use diffim::psf::{KlParams, KlPsf, PsfEstimateParams, SelectParams, estimate_psf, select_stars};
 use sky_sim::{SimConfig, simulate};
 use source_extract::{BackgroundParams, DetectParams, detect, estimate_background};
@@ -26,6 +29,47 @@ fn config(n: usize, n_stars: usize) -> SimConfig {
     cfg.star_flux_max = 400_000.0;
     cfg.n_transients = 0;
     cfg
+}
+
+/// A noisy 19x19 star stamp: peak 1000, FWHM 3 px, off-centre, unit Gaussian noise from a
+/// seeded splitmix64 + Box-Muller stream.
+fn noisy_stamp() -> ndarray::Array2<f64> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut st = diffim_core::psf::gaussian_stamp(19, 3.0, 0.3, -0.2);
+    let peak = st.iter().cloned().fold(0.0, f64::max);
+    st.mapv_inplace(|v| v * 1000.0 / peak);
+    for v in st.iter_mut() {
+        let (u1, u2) = (uniform().max(1e-300), uniform());
+        *v += (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    }
+    st
+}
+
+fn bench_fwhm(c: &mut Criterion) {
+    let st = noisy_stamp();
+    eprintln!(
+        "psf/fwhm_19: measured FWHM {:.4}",
+        measure_fwhm(&st.view()).unwrap()
+    );
+    let mut g = c.benchmark_group("psf/fwhm_19");
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2));
+    g.bench_function("measure_fwhm", |b| {
+        b.iter(|| measure_fwhm(black_box(&st.view())).unwrap())
+    });
+    let img = ndarray::Array2::from_shape_fn((128, 128), |(j, i)| ((i * 7 + j * 13) % 17) as f32);
+    let fft = Fft2::<f32>::new(128, 128);
+    g.bench_function("fft2_forward_f32_128", |b| {
+        b.iter(|| fft.forward(black_box(&img.view())))
+    });
+    g.finish();
 }
 
 fn bench_psf(c: &mut Criterion) {
@@ -106,5 +150,5 @@ fn bench_psf(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_psf);
+criterion_group!(benches, bench_fwhm, bench_psf);
 criterion_main!(benches);

@@ -74,6 +74,7 @@ mod error;
 mod estimate;
 mod grid;
 mod kl;
+mod lm;
 pub mod poly;
 pub mod profile;
 mod select;

@@ -8,6 +8,9 @@
 //! finite-difference stencil in real space; with the PSF-wing term the inverse of
 //! `G (x) S_r` (1). The kernels `k_n`, `k_r`, `P_D` in real space are made on a
 //! small odd grid (a few times the PSF side) in `f64`, which costs nothing at image scale.
+//! Spectra stay in [`Fft2`]'s transposed layout (`[kx, ky]`, one transpose per FFT saved).
+//! The variance of S is assembled per pixel ([`TileOut::var_at`]) only where the tile's
+//! output is used, with no image-sized temporaries.
 
 use crate::odd_fast_len;
 use diffim_core::fft::{Fft2, signed_freq};
@@ -119,14 +122,85 @@ pub(crate) struct TileIn<'a> {
     pub kgrid: usize,
 }
 
-/// Outputs of one tile, padded shape.
+/// Outputs of one tile, padded shape. The variance of S is assembled per pixel by
+/// [`TileOut::var_at`] from its parts, only where the tile's output is used.
 pub(crate) struct TileOut {
     pub d: Array2<f32>,
     pub s: Array2<f32>,
-    /// Total variance of S (source noise + astrometric terms).
-    pub var: Array2<f32>,
+    /// `V_n (x) k_n^2 + V_r (x) k_r^2` (eqs. 26-29); `None`: the constant `f_s` (no noise
+    /// maps).
+    var: Option<Array2<f32>>,
+    /// `S_r = k_r (x) R` (astrometric and PSF-error terms).
+    sr: Option<Array2<f32>>,
+    /// `G (x) S_r` (PSF-wing term).
+    sw: Option<Array2<f32>>,
     pub f_s: f64,
     pub n_fft: usize,
+    /// `(sigma_x^2, sigma_y^2)`, zero without astrometric noise.
+    sig2: (f64, f64),
+    /// `eps^2` of the PSF-error term (zero: off).
+    e2: f64,
+    /// `eps_w^2` of the PSF-wing term.
+    ew2: f64,
+}
+
+/// Central derivative along `x` of a row-major image at `(y, x)`: the 4th-order stencil
+/// `(-f[i+2] + 8 f[i+1] - 8 f[i-1] + f[i-2]) / 12`, 2nd order next to the edges and one-sided
+/// at the borders (`dy` likewise along `y`). `S` is smoothed by the PSF twice, so the
+/// stencil's error is ~0.2 % for the narrowest PSFs (FWHM 2.5 px) and far below the
+/// astrometric term's own uncertainty.
+#[inline]
+fn stencil(f: impl Fn(usize) -> f32, i: usize, n: usize) -> f32 {
+    if n < 2 {
+        0.0
+    } else if i >= 2 && i + 2 < n {
+        (-f(i + 2) + 8.0 * f(i + 1) - 8.0 * f(i - 1) + f(i - 2)) / 12.0
+    } else if i >= 1 && i + 1 < n {
+        0.5 * (f(i + 1) - f(i - 1))
+    } else if i == 0 {
+        f(1) - f(0)
+    } else {
+        f(i) - f(i - 1)
+    }
+}
+
+#[inline]
+fn grad(a: &Array2<f32>, y: usize, x: usize) -> (f64, f64) {
+    let (ny, nx) = a.dim();
+    (
+        stencil(|i| a[[y, i]], x, nx) as f64,
+        stencil(|j| a[[j, x]], y, ny) as f64,
+    )
+}
+
+impl TileOut {
+    /// Total variance of S at tile pixel `(y, x)`: the noise part, the astrometric terms
+    /// (eqs. 30-31: `sigma^2 |grad S_n|^2 + sigma^2 |grad S_r|^2`, `S_n = S + S_r`), the
+    /// PSF-model error of static sources (`eps^2 S_r^2`: their residual in S scales with
+    /// their matched flux; transients, absent from R, are not penalised) and the same
+    /// spread over a few FWHM (`(eps_w G (x) S_r)^2`).
+    #[inline]
+    pub fn var_at(&self, y: usize, x: usize) -> f64 {
+        let mut v = match &self.var {
+            Some(a) => a[[y, x]] as f64,
+            None => self.f_s,
+        };
+        if let Some(sr) = &self.sr {
+            let r = sr[[y, x]] as f64;
+            v += self.e2 * r * r;
+            if self.sig2 != (0.0, 0.0) {
+                let (sx, sy) = grad(&self.s, y, x);
+                let (rx, ry) = grad(sr, y, x);
+                let (nx_, ny_) = (sx + rx, sy + ry);
+                v += self.sig2.0 * (nx_ * nx_ + rx * rx) + self.sig2.1 * (ny_ * ny_ + ry * ry);
+            }
+        }
+        if let Some(sw) = &self.sw {
+            let w = sw[[y, x]] as f64;
+            v += self.ew2 * w * w;
+        }
+        v
+    }
 }
 
 fn c64(c: Complex<f32>) -> Complex<f64> {
@@ -136,24 +210,25 @@ fn c32(c: Complex<f64>) -> Complex<f32> {
     Complex::new(c.re as f32, c.im as f32)
 }
 
-/// Multiplies a half spectrum (`py` x `px/2+1`, full grid `py` x `px`) by a separable
-/// transfer function `g_y(f_y) g_x(f_x)`, frequencies in cycles per pixel (`f_y` signed):
-/// one table per axis.
+/// Multiplies a half spectrum in the transposed layout (`px/2+1` x `py`, indexed
+/// `[kx, ky]`, full grid `py` x `px`) by a separable transfer function `g_y(f_y) g_x(f_x)`,
+/// frequencies in cycles per pixel (`f_y` signed): one table per axis.
 fn multiply_separable(
     spec: &mut Array2<Complex<f32>>,
     (py, px): (usize, usize),
-    gx: impl Fn(f64) -> Complex<f64>,
-    gy: impl Fn(f64) -> Complex<f64> + Sync,
+    gx: impl Fn(f64) -> Complex<f64> + Sync,
+    gy: impl Fn(f64) -> Complex<f64>,
 ) {
-    let nc = spec.ncols();
-    let tx: Vec<Complex<f64>> = (0..nc).map(|kx| gx(kx as f64 / px as f64)).collect();
+    let ty: Vec<Complex<f64>> = (0..py)
+        .map(|ky| gy(signed_freq(ky, py) as f64 / py as f64))
+        .collect();
     spec.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
-        .for_each(|(ky, mut row)| {
-            let ty = gy(signed_freq(ky, py) as f64 / py as f64);
-            for (v, &t) in row.iter_mut().zip(&tx) {
-                *v = c32(c64(*v) * (ty * t));
+        .for_each(|(kx, mut row)| {
+            let tx = gx(kx as f64 / px as f64);
+            for (v, &t) in row.iter_mut().zip(&ty) {
+                *v = c32(c64(*v) * (tx * t));
             }
         });
 }
@@ -170,62 +245,16 @@ fn apply_shift(spec: &mut Array2<Complex<f32>>, py: usize, px: usize, dx: f64, d
     );
 }
 
-/// Central derivative along x (`axis_x`) or y of a real image, 4th-order stencil
-/// `(-f[i+2] + 8 f[i+1] - 8 f[i-1] + f[i-2]) / 12` (2nd order at the edges, one-sided at
-/// the borders). `S` is smoothed by the PSF twice, so the stencil's error is ~0.2 % for the
-/// narrowest PSFs (FWHM 2.5 px) and far below the astrometric term's own uncertainty.
-fn derivative(a: &Array2<f32>, axis_x: bool) -> Array2<f32> {
-    let (ny, nx) = a.dim();
-    let mut out = Array2::<f32>::zeros((ny, nx));
-    let d1 = |f: &dyn Fn(isize) -> f32, i: usize, n: usize| -> f32 {
-        let i = i as isize;
-        let n = n as isize;
-        if n < 2 {
-            0.0
-        } else if i >= 2 && i + 2 < n {
-            (-f(i + 2) + 8.0 * f(i + 1) - 8.0 * f(i - 1) + f(i - 2)) / 12.0
-        } else if i >= 1 && i + 1 < n {
-            0.5 * (f(i + 1) - f(i - 1))
-        } else if i == 0 {
-            f(1) - f(0)
-        } else {
-            f(i) - f(i - 1)
-        }
-    };
-    if axis_x {
-        out.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .zip(a.axis_iter(Axis(0)).into_par_iter())
-            .for_each(|(mut o, r)| {
-                let f = |k: isize| r[k as usize];
-                for x in 0..nx {
-                    o[x] = d1(&f, x, nx);
-                }
-            });
-    } else {
-        out.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(y, mut o)| {
-                for x in 0..nx {
-                    let f = |k: isize| a[[k as usize, x]];
-                    o[x] = d1(&f, y, ny);
-                }
-            });
-    }
-    out
-}
-
 pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
     let (py, px) = fft.shape();
     let n_fft = std::cell::Cell::new(0usize);
     let fwd = |a: &Array2<f32>| {
         n_fft.set(n_fft.get() + 1);
-        fft.forward(&a.view())
+        fft.forward_t(&a.view())
     };
     let fwd_stamp = |a: &Array2<f64>| {
         n_fft.set(n_fft.get() + 1);
-        fft.forward_stamp(&a.mapv(|v| v as f32).view())
+        fft.forward_stamp_t(&a.mapv(|v| v as f32).view())
     };
     let nh = fwd(t.n);
     let mut rh = fwd(t.r);
@@ -242,41 +271,42 @@ pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
     let mut dh = Array2::<Complex<f32>>::zeros(nh.dim());
     let mut sh = Array2::<Complex<f32>>::zeros(nh.dim());
     // S_r-hat = k_r R-hat (S = S_n - S_r, so S_n needs no transform of its own).
-    // (Zero-width rows when unused.)
+    // Spectra are in the transposed layout `[kx, ky]` (zero-width rows when unused).
     let nc = px / 2 + 1;
-    let mut srh = Array2::<Complex<f32>>::zeros((py, if need_sr { nc } else { 0 }));
+    let mut srh = Array2::<Complex<f32>>::zeros((nc, if need_sr { py } else { 0 }));
     let fs_rows: Vec<f64> = dh
         .axis_iter_mut(Axis(0))
         .into_par_iter()
         .zip(sh.axis_iter_mut(Axis(0)).into_par_iter())
         .zip(srh.axis_iter_mut(Axis(0)).into_par_iter())
         .enumerate()
-        .map(|(ky, ((mut drow, mut srow), mut srrow))| {
+        .map(|(kx, ((mut drow, mut srow), mut srrow))| {
             let mut acc = 0.0;
-            for kx in 0..nc {
-                let k = m.coefs(c64(pnh[[ky, kx]]), c64(prh[[ky, kx]]));
-                let (n, r) = (c64(nh[[ky, kx]]), c64(rh[[ky, kx]]));
-                drow[kx] = c32(k.dn * n - k.dr * r);
+            for ky in 0..py {
+                let k = m.coefs(c64(pnh[[kx, ky]]), c64(prh[[kx, ky]]));
+                let (n, r) = (c64(nh[[kx, ky]]), c64(rh[[kx, ky]]));
+                drow[ky] = c32(k.dn * n - k.dr * r);
                 let kr_r = k.kr * r;
-                srow[kx] = c32(k.kn * n - kr_r);
+                srow[ky] = c32(k.kn * n - kr_r);
                 if need_sr {
-                    srrow[kx] = c32(kr_r);
+                    srrow[ky] = c32(kr_r);
                 }
-                let w = if kx == 0 || (px % 2 == 0 && kx == px / 2) {
-                    1.0
-                } else {
-                    2.0
-                };
-                acc += w * k.fs;
+                acc += k.fs;
             }
-            acc
+            // Columns other than DC and Nyquist stand for their conjugate twins too.
+            let w = if kx == 0 || (px % 2 == 0 && kx == px / 2) {
+                1.0
+            } else {
+                2.0
+            };
+            w * acc
         })
         .collect();
     let f_s = fs_rows.iter().sum::<f64>() / (py * px) as f64;
     drop((nh, rh, pnh, prh));
     let inv = |a: Array2<Complex<f32>>| {
         n_fft.set(n_fft.get() + 1);
-        fft.inverse(a)
+        fft.inverse_t(a)
     };
     // G (x) S_r for the wing term: S_r-hat times the Gaussian's transfer function.
     let swh = wing_term.then(|| {
@@ -288,15 +318,15 @@ pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
     });
     let d = inv(dh);
     let s = inv(sh);
-    let sr = need_sr.then(|| inv(srh));
+    let sr = (astro || psf_term).then(|| inv(srh));
     let sw = swh.map(inv);
 
     // Variance of S: V_n (x) k_n^2 + V_r (x) k_r^2 (eqs. 26-29).
-    let mut var = if t.vn.is_some() || t.vr.is_some() {
+    let var = if t.vn.is_some() || t.vr.is_some() {
         let [kn, kr, _] = m.small_kernels(t.pn, t.pr, t.kgrid);
         let kn2 = kn.mapv(|v| v * v);
         let kr2 = kr.mapv(|v| v * v);
-        let mut acc = Array2::<Complex<f32>>::zeros(fft.spectrum_shape());
+        let mut acc = Array2::<Complex<f32>>::zeros((nc, py));
         let mut konst = 0.0;
         for (v, k2, s2, is_r) in [(t.vn, &kn2, m.sn2, false), (t.vr, &kr2, m.sr2, true)] {
             match v {
@@ -316,48 +346,25 @@ pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
         }
         let mut v = inv(acc);
         v.par_mapv_inplace(|x| (x.max(0.0) as f64 + konst) as f32);
-        v
+        Some(v)
     } else {
-        Array2::from_elem((py, px), f_s as f32)
+        None
     };
-    if let Some(sr) = &sr {
-        let (sx2, sy2) = (m.sig_ast.0.powi(2), m.sig_ast.1.powi(2));
-        let e2 = m.psf_err * m.psf_err;
-        if astro {
-            // Astrometric terms (eqs. 30-31): sigma^2 |grad S_n|^2 + sigma^2 |grad S_r|^2.
-            let sn = &s + sr;
-            for img in [&sn, sr] {
-                let gx = derivative(img, true);
-                let gy = derivative(img, false);
-                Zip::from(&mut var)
-                    .and(&gx)
-                    .and(&gy)
-                    .par_for_each(|v, &a, &b| {
-                        *v += (sx2 * (a as f64).powi(2) + sy2 * (b as f64).powi(2)) as f32;
-                    });
-            }
-        }
-        if psf_term {
-            // PSF-model error of static sources: their residual in S scales with their
-            // matched flux, S_r = k_r (x) R (transients, absent from R, are not penalised).
-            Zip::from(&mut var)
-                .and(sr)
-                .par_for_each(|v, &a| *v += (e2 * (a as f64).powi(2)) as f32);
-        }
-    }
-    if let Some(sw) = &sw {
-        // PSF-wing error: the same, spread over a few FWHM.
-        let e2 = m.wing_err * m.wing_err;
-        Zip::from(&mut var)
-            .and(sw)
-            .par_for_each(|v, &a| *v += (e2 * (a as f64).powi(2)) as f32);
-    }
     TileOut {
         d,
         s,
         var,
+        sr,
+        sw,
         f_s,
         n_fft: n_fft.get(),
+        sig2: if astro {
+            (m.sig_ast.0.powi(2), m.sig_ast.1.powi(2))
+        } else {
+            (0.0, 0.0)
+        },
+        e2: m.psf_err * m.psf_err,
+        ew2: m.wing_err * m.wing_err,
     }
 }
 

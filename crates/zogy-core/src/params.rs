@@ -63,7 +63,10 @@ pub struct ZogyParams {
     /// Side of the tile cores used when a PSF varies over the image (ZiP/ZTF-style overlapping
     /// tiles blended with cos^2 weights). Ignored when both PSFs are constant. Default 256.
     pub tile_size: usize,
-    /// Half-width of the blend zone between tiles, pixels. Default 32.
+    /// Half-width of the blend zone between tiles, pixels. Default 16: a wider zone costs
+    /// FFT area (32 makes each tile ~18 % larger) and changed nothing measurable (sky-sim
+    /// varying-PSF pair: every tile's and seam's Scorr std within 0.040 of 1 either way, flux
+    /// 0.9974 vs 0.9964; real ProperImage pair: Scorr std 0.972 vs 0.973, no false peaks).
     pub tile_overlap: usize,
     /// Floor of the ZOGY denominator relative to its zero-frequency value, where both PSF
     /// transforms vanish. Default 1e-10.
@@ -87,7 +90,7 @@ impl Default for ZogyParams {
             psf_wing_error: 0.0,
             psf_wing_sigma: 0.0,
             tile_size: 256,
-            tile_overlap: 32,
+            tile_overlap: 16,
             den_floor: 1e-10,
         }
     }
@@ -167,9 +170,10 @@ pub struct ZogyDiagnostics {
     pub n_stars_used: usize,
     /// Stars kept with non-zero Tukey weight in the final iteration.
     pub n_stars_kept: usize,
-    /// MAD standard deviation of Scorr over the unmasked pixels (1 for a correct noise model).
+    /// MAD standard deviation of Scorr over the unmasked pixels (1 for a correct noise model;
+    /// from a regular subsample of about 2^18 of them on large images).
     pub scorr_robust_std: f64,
-    /// Median of Scorr over the unmasked pixels (0 expected).
+    /// Median of Scorr over the unmasked pixels (0 expected; same subsample).
     pub scorr_median: f64,
     /// Background RMS `sigma_n` used.
     pub sigma_new: f64,

@@ -45,6 +45,7 @@
 use super::{Method, SubtractError, SubtractInputs, Subtraction, seconds_since};
 use ndarray::{Array2, ArrayView2, Zip};
 use psf_kl::{PsfEstimateParams, PsfModel, estimate_psf};
+use rayon::prelude::*;
 use source_extract::{
     ApertureParams, FLAG_SATURATED, NoiseParams, Object, aperture_photometry, noise_model,
 };
@@ -359,13 +360,21 @@ fn flux_correction(
     use diffim_core::psf::{embed_psf, extract_centered};
     let (ny, nx) = n_img.dim();
     let (sn2, sr2) = (sigmas.0 * sigmas.0, sigmas.1 * sigmas.1);
-    let (mut q, mut qe) = (Vec::new(), Vec::new());
-    for &((x, y), f_ap, e_ap, bkg) in stars {
+    // One star: (correction, its error); the stars run in parallel, each thread keeping
+    // the FFT plans it made (planning costs more than a small transform).
+    let one = |plans: &mut Vec<(usize, Fft2<f64>)>, &((x, y), f_ap, e_ap, bkg): &StarPhot| {
         let (a, b) = (pn.psf_at(x, y), pr.psf_at(x, y));
         let side = a.nrows().max(a.ncols()).max(b.nrows()).max(b.ncols());
         let m = 2 * side + 1;
         let l = next_fast_len(m);
-        let fft = Fft2::<f64>::new(l, l);
+        let k = match plans.iter().position(|p| p.0 == l) {
+            Some(k) => k,
+            None => {
+                plans.push((l, Fft2::<f64>::new(l, l)));
+                plans.len() - 1
+            }
+        };
+        let fft = &plans[k].1;
         let ah = fft.forward(&embed_psf(&a.view(), l, l).view());
         let bh = fft.forward(&embed_psf(&b.view(), l, l).view());
         let gh = Zip::from(&ah).and(&bh).map_collect(|&pa, &pb| {
@@ -407,12 +416,18 @@ fn flux_correction(
             }
         }
         if !(best.is_finite() && best > 0.0 && norm > 0.0) {
-            continue;
+            return None;
         }
         let r = f_ap / best;
-        q.push(r);
-        qe.push(r * ((e_ap / f_ap).powi(2) + 0.005f64.powi(2)).sqrt());
-    }
+        Some((r, r * ((e_ap / f_ap).powi(2) + 0.005f64.powi(2)).sqrt()))
+    };
+    let (q, qe): (Vec<f64>, Vec<f64>) = stars
+        .par_iter()
+        .map_init(Vec::new, one)
+        .flatten()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .unzip();
     if q.len() < min_stars.max(1) {
         return None;
     }
@@ -497,20 +512,27 @@ pub fn subtract_zogy(
             None => noise_model(img, bg, Some(&m.view()), gain.unwrap_or(1.0), &opts.noise),
         }
     };
-    let sn = noise(
-        &inputs.science,
-        inputs.science_noise,
-        &se.background,
-        &sm,
-        science_gain,
-    )?;
-    let tn = noise(
-        &inputs.template,
-        inputs.template_noise,
-        &te.background,
-        &tm,
-        template_gain,
-    )?;
+    let (sn, tn) = rayon::join(
+        || {
+            noise(
+                &inputs.science,
+                inputs.science_noise,
+                &se.background,
+                &sm,
+                science_gain,
+            )
+        },
+        || {
+            noise(
+                &inputs.template,
+                inputs.template_noise,
+                &te.background,
+                &tm,
+                template_gain,
+            )
+        },
+    );
+    let (sn, tn) = (sn?, tn?);
     let mut n_img = &inputs.science - &se.background.background;
     let mut r_img = &inputs.template - &te.background.background;
     let pairs = common_stars(&se.objects, &te.objects);
