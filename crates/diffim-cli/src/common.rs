@@ -167,6 +167,12 @@ pub struct SubtractArgs {
     /// aperture fluxes).
     #[arg(long)]
     pub no_flux_correction: bool,
+    /// ZOGY: never rescale Scorr (by default, when its robust std over the unmasked pixels
+    /// differs from 1 by more than 0.1, as correlated noise of resampled or drizzled images
+    /// makes it, significance.fits is divided by it and flux_err.fits multiplied by it;
+    /// summary.json records the factor as `scorr_calibration`).
+    #[arg(long)]
+    pub no_scorr_calibration: bool,
     /// Replace existing output files.
     #[arg(long)]
     pub overwrite: bool,
@@ -191,7 +197,7 @@ pub enum GainOrigin {
     Header,
     /// Estimated from the sky ([`diffim::subtract::resolve_gain`]).
     Estimated,
-    /// None of those: the methods use 1 e-/ADU for the source-noise term.
+    /// None of those: the methods' noise maps hold the background noise only.
     Unknown,
 }
 
@@ -215,7 +221,8 @@ impl SubtractArgs {
             .map_err(|e: diffim::subtract::SubtractError| CliError::usage(e.to_string()))
     }
 
-    /// The ZOGY options of `--zogy-beta` and `--no-flux-correction` (the rest default).
+    /// The ZOGY options of `--zogy-beta`, `--no-flux-correction` and
+    /// `--no-scorr-calibration` (the rest default).
     pub fn zogy_options(&self) -> diffim::subtract::zogy::ZogyOptions {
         use diffim::subtract::zogy::{BetaSource, ZogyOptions};
         ZogyOptions {
@@ -224,6 +231,11 @@ impl SubtractArgs {
                 ZogyBeta::PsfFit => BetaSource::PsfFit,
             },
             flux_aperture_correction: !self.no_flux_correction,
+            calibrate_scorr: if self.no_scorr_calibration {
+                None
+            } else {
+                ZogyOptions::default().calibrate_scorr
+            },
             ..Default::default()
         }
     }
@@ -402,7 +414,8 @@ pub fn gain_with_note(
             e.sky_rms
         )),
         (None, Some(err)) => Some(format!(
-            "note: no gain for {}, and {err}",
+            "note: no gain for {}, and {err}; its noise map holds the background noise only \
+             (give its gain for the source Poisson term)",
             img.path.display()
         )),
         (None, None) => None,

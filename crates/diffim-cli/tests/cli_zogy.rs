@@ -255,3 +255,60 @@ fn zogy_defaults_aperture_beta_and_header_gain() {
     assert!(p["diagnostics"]["flux_correction"].is_null());
     assert_eq!(p["diagnostics"]["gains"][0]["source"], "given");
 }
+
+/// Correlated noise (both images smoothed 3x3, as resampling does) widens ZOGY's Scorr; by
+/// default the CLI calibrates it on the image and records the factor, and
+/// `--no-scorr-calibration` leaves it alone.
+#[test]
+fn scorr_calibration_on_correlated_noise_and_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig::default().with_size(384, 384).with_seed(5);
+    let pair = simulate(&cfg).unwrap();
+    let smooth = |a: &diffim::ndarray::Array2<f32>| {
+        let (ny, nx) = a.dim();
+        let w = [0.25f32, 0.5, 0.25];
+        diffim::ndarray::Array2::from_shape_fn((ny, nx), |(y, x)| {
+            let mut s = 0.0;
+            for (j, wy) in w.iter().enumerate() {
+                for (i, wx) in w.iter().enumerate() {
+                    let yy = (y + j).saturating_sub(1).min(ny - 1);
+                    let xx = (x + i).saturating_sub(1).min(nx - 1);
+                    s += wy * wx * a[[yy, xx]];
+                }
+            }
+            s
+        })
+    };
+    let (sci, tmpl) = (dir.path().join("s.fits"), dir.path().join("t.fits"));
+    let w = WriteOptions::default();
+    write_image(&sci, &smooth(&pair.science).view(), &pair.science_header, w).unwrap();
+    write_image(
+        &tmpl,
+        &smooth(&pair.template).view(),
+        &pair.template_header,
+        w,
+    )
+    .unwrap();
+    let (on, off) = (dir.path().join("on"), dir.path().join("off"));
+    common::diffim_ok(&zogy_args(&sci, &tmpl, &on, &[]));
+    common::diffim_ok(&zogy_args(&sci, &tmpl, &off, &["--no-scorr-calibration"]));
+    let (a, b) = (summary(&on), summary(&off));
+    let factor = a["diagnostics"]["scorr_calibration"].as_f64().unwrap();
+    let raw_std = b["diagnostics"]["zogy"]["scorr_robust_std"]
+        .as_f64()
+        .unwrap();
+    assert!(factor > 1.3, "{}", a["diagnostics"]);
+    assert!(
+        (factor / raw_std - 1.0).abs() < 1e-9,
+        "{factor} vs {raw_std}"
+    );
+    assert!(b["diagnostics"]["scorr_calibration"].is_null());
+    let read = |dir: &std::path::Path| {
+        diffim::fits::read_image::<f32>(&dir.join("significance.fits"), &Hdu::Primary)
+            .unwrap()
+            .data
+    };
+    let (sa, sb) = (read(&on), read(&off));
+    let (y, x) = (200, 150);
+    assert!((sa[[y, x]] * factor as f32 - sb[[y, x]]).abs() <= 1e-4 * sb[[y, x]].abs().max(1.0));
+}

@@ -224,7 +224,8 @@ pub enum GainSource {
     Given,
     /// Estimated from the image's sky ([`source_extract::estimate_gain`]).
     Estimated,
-    /// Neither given nor measurable: the methods use 1 e-/ADU for the source-noise term.
+    /// Neither given nor measurable: the methods' noise maps hold the background noise only
+    /// (no source Poisson term).
     Unknown,
 }
 

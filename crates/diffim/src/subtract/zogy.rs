@@ -11,8 +11,10 @@
 //!    the image is used as a constant PSF (one tile, no seams, ~10x faster);
 //! 3. noise maps: the given ones, else [`source_extract::noise_model`] (background RMS plus
 //!    source Poisson noise with the image's gain; a gain not given is estimated from the sky,
-//!    [`super::resolve_gain`], and is 1 e-/ADU only when that fails, e.g. on a
-//!    background-subtracted image);
+//!    [`super::resolve_gain`]; when that fails too, e.g. on a background-subtracted or
+//!    flux-calibrated image, the noise map holds the background noise only, as for SFFT:
+//!    assuming 1 e-/ADU there made the source term of a JWST/NIRCam image in MJy/sr ~100x
+//!    its sky noise, and no star was left with S/N >= 20 for the flux ratio);
 //! 4. cosmic rays, hot pixels and dark holes (L.A.Cosmic with a contrast limit from the
 //!    sharpest PSF over the image, [`zogy_core::masks::cosmic_rays`]: single pixels, tracks,
 //!    alignment-resampled blobs, hits on stars) are replaced from the pixels around them (a
@@ -31,7 +33,9 @@
 //! Planes of the [`Subtraction`], all in **science ADU**:
 //! - `diff` = `D * F_n / F_D`: ZOGY's `D` rescaled so that a point source of science flux `f`
 //!   has total `f` (its PSF is `psf_d`);
-//! - `significance` = `Scorr` (eqs. 25-33, N(0,1) on blank sky);
+//! - `significance` = `Scorr` (eqs. 25-33, N(0,1) on blank sky; calibrated on the image
+//!   when correlated noise makes its robust std differ from 1, see
+//!   [`ZogyOptions::calibrate_scorr`]);
 //! - `noise` = `(F_n / F_D) * sqrt(V_S / F_S)`: the background RMS of `diff`, inflated where
 //!   the source noise (and astrometric terms) inflate the variance of `S` (so that
 //!   `diff / noise` is close to N(0,1) around bright stars too);
@@ -142,6 +146,18 @@ pub struct ZogyOptions {
     /// correction 1.039 there, which is right for real transients (shaped like the stars)
     /// and 3-4% high for model-shaped fakes.
     pub flux_aperture_correction: bool,
+    /// Calibrate `Scorr` on the image itself: when its robust standard deviation over the
+    /// unmasked pixels ([`zogy_core::ZogyDiagnostics::scorr_robust_std`]) differs from 1 by
+    /// more than this, `significance` is divided by it and the `flux_err` plane multiplied
+    /// by it. ZOGY's normalisation assumes white noise; resampled and drizzled images have
+    /// correlated noise, whose variance at the PSF scale exceeds what the per-pixel RMS
+    /// predicts (JWST/NIRCam i2d pair of the SFFT example: robust std 2.73; a sky-sim pair
+    /// smoothed 3x3: 2.38, calibrated 0.997). The `noise` plane, the per-pixel RMS of
+    /// `diff`, is right at the pixel scale and stays as it is (`diff / noise` std 0.97 on
+    /// that pair). `None`: never. Default `Some(0.1)` (the ProperImage pair, 0.973, and
+    /// sky-sim pairs, 0.99-1.01, are left alone). The factor is recorded in the diagnostics
+    /// as `scorr_calibration` (null when not applied).
+    pub calibrate_scorr: Option<f64>,
 }
 
 impl Default for ZogyOptions {
@@ -161,6 +177,7 @@ impl Default for ZogyOptions {
             beta_from: BetaSource::default(),
             aperture_beta: ApertureBeta::default(),
             flux_aperture_correction: true,
+            calibrate_scorr: Some(0.1),
         }
     }
 }
@@ -465,7 +482,7 @@ pub fn subtract_zogy(
             )
         },
     );
-    // Gains: given, else estimated from the sky (else 1 e-/ADU in the noise model).
+    // Gains: given, else estimated from the sky (else background-only noise maps).
     let (g_n, g_t) = rayon::join(
         || super::resolve_gain(&inputs.science, Some(&sm.view()), inputs.science_gain),
         || super::resolve_gain(&inputs.template, Some(&tm.view()), inputs.template_gain),
@@ -509,7 +526,13 @@ pub fn subtract_zogy(
                  gain: Option<f64>| {
         match given {
             Some(n) => Ok(n.to_owned()),
-            None => noise_model(img, bg, Some(&m.view()), gain.unwrap_or(1.0), &opts.noise),
+            None => noise_model(
+                img,
+                bg,
+                Some(&m.view()),
+                gain.unwrap_or(f64::INFINITY),
+                &opts.noise,
+            ),
         }
     };
     let (sn, tn) = rayon::join(
@@ -633,6 +656,17 @@ pub fn subtract_zogy(
         });
     timings.push(("zogy".to_string(), seconds_since(t2)));
 
+    // Scorr calibration (correlated noise): the measured scale of Scorr on the image.
+    let scorr_std = res.diagnostics.scorr_robust_std;
+    let cal = opts
+        .calibrate_scorr
+        .filter(|tol| scorr_std.is_finite() && scorr_std > 0.0 && (scorr_std - 1.0).abs() > *tol)
+        .map(|_| scorr_std);
+    if let Some(c) = cal {
+        let inv = (1.0 / c) as f32;
+        res.scorr.par_mapv_inplace(|v| v * inv);
+    }
+    let k = cal.unwrap_or(1.0);
     let f_n = res.beta * opts.params.f_ref;
     let scale = f_n / res.f_d;
     let diff = res.d.mapv(|v| (v as f64 * scale) as f32);
@@ -640,7 +674,7 @@ pub fn subtract_zogy(
         Zip::from(&res.flux_err).map_collect(|&e| (scale * e as f64 * res.f_s.sqrt()) as f32);
     let fc = flux_corr.map_or(1.0, |c| c.0);
     let flux = res.flux.mapv(|v| (v as f64 * res.beta * fc) as f32);
-    let flux_err = res.flux_err.mapv(|v| (v as f64 * res.beta * fc) as f32);
+    let flux_err = res.flux_err.mapv(|v| (v as f64 * res.beta * fc * k) as f32);
     let gains_json = [g_n.summary(), g_t.summary()];
     let diagnostics = serde_json::json!({
         "beta": res.beta,
@@ -662,6 +696,7 @@ pub fn subtract_zogy(
             "radius": a.radius,
         })),
         "gains": gains_json,
+        "scorr_calibration": cal,
         "n_cosmic_pixels": sharp.iter().filter(|&&b| b).count(),
         "cosmic": cosmic_contrast.map(|c| c.map(|(contrast, n)| serde_json::json!({
             "contrast": contrast, "n_pixels": n,
