@@ -84,6 +84,11 @@ fn synthetic(c: &mut Criterion, n: usize) {
         sigma_ref: Some(1.0),
         ..ZogyInputs::new(img.view(), img.view(), &p, &q)
     };
+    // The image-size FFT (the README's yardstick) and the padded tile's.
+    let f = Fft2::<f32>::new(n, n);
+    g.bench_function(format!("fft_f32_{n}x{n}_yardstick"), |bch| {
+        bch.iter(|| black_box(f.forward(&img.view())))
+    });
     if let Ok(r) = zogy(&plain, &params) {
         let (py, px) = r.diagnostics.pad_shape;
         let f = Fft2::<f32>::new(py, px);

@@ -296,7 +296,10 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     // Tiles.
     let constant = inputs.new_psf.is_constant() && inputs.ref_psf.is_constant();
     let (ycores, xcores, ov) = if constant {
-        (vec![(0, ny)], vec![(0, nx)], 0)
+        match params.constant_tile_size {
+            0 => (vec![(0, ny)], vec![(0, nx)], 0),
+            t => (cores(ny, t), cores(nx, t), 0),
+        }
     } else {
         let ov = params.tile_overlap.min(params.tile_size / 2);
         (cores(ny, params.tile_size), cores(nx, params.tile_size), ov)
