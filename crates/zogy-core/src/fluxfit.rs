@@ -36,37 +36,11 @@ pub(crate) struct FluxFit {
     pub n_kept: usize,
 }
 
-/// Shifts a stamp by `(dy, dx)` pixels as a Fourier phase ramp on an odd-sized zero-padded
-/// grid would (no Nyquist bin, so the result stays real and exact for band-limited stamps),
-/// computed directly: the ramp is separable, and along an axis of grid length `l` it is the
-/// convolution with the Dirichlet kernel `D(t) = sin(pi t) / (l sin(pi t / l))`, so the
-/// shifted stamp is `S_y P S_x^T` with `S[i][j] = D(i - j - d)` (two small matrix products
-/// instead of two 2-D FFTs).
+/// Shifts a stamp by `(dy, dx)` pixels (Fourier phase ramp on an odd zero-padded grid of at
+/// least twice its side, computed directly: [`diffim_core::psf::shift_stamp`]).
 pub(crate) fn shift_stamp(st: &Array2<f64>, dy: f64, dx: f64) -> Array2<f64> {
     let (h, w) = st.dim();
-    let (ly, lx) = (odd_fast_len(2 * h), odd_fast_len(2 * w));
-    let sy = shift_matrix(h, ly, dy);
-    let sx = shift_matrix(w, lx, dx);
-    sy.dot(st).dot(&sx.t())
-}
-
-/// `S[i][j] = D(i - j - d)` for an axis of `n` samples on an odd grid of length `l`.
-fn shift_matrix(n: usize, l: usize, d: f64) -> Array2<f64> {
-    let lf = l as f64;
-    let pi = std::f64::consts::PI;
-    // D depends on i - j only: one value per difference.
-    let diag: Vec<f64> = (0..2 * n.max(1) - 1)
-        .map(|k| {
-            let t = k as f64 - (n as f64 - 1.0) - d;
-            let den = lf * (pi * t / lf).sin();
-            if den.abs() < 1e-12 {
-                1.0
-            } else {
-                (pi * t).sin() / den
-            }
-        })
-        .collect();
-    Array2::from_shape_fn((n, n), |(i, j)| diag[i + n - 1 - j])
+    diffim_core::psf::shift_stamp(st, dy, dx, (odd_fast_len(2 * h), odd_fast_len(2 * w)))
 }
 
 fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<([f64; 4], f64)> {
@@ -274,51 +248,7 @@ pub(crate) fn fit_flux_ratio(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use diffim_core::fft::{Fft2, signed_freq};
-    use diffim_core::psf::{embed_psf, extract_centered, gaussian_stamp};
-    use num_complex::Complex;
-
-    /// The shift as the FFTs do it: phase ramp on the zero-padded odd grid.
-    fn shift_by_fft(st: &Array2<f64>, dy: f64, dx: f64) -> Array2<f64> {
-        let (h, w) = st.dim();
-        let (ly, lx) = (odd_fast_len(2 * h), odd_fast_len(2 * w));
-        let fft = Fft2::<f64>::new(ly, lx);
-        let mut spec = fft.forward(&embed_psf(&st.view(), ly, lx).view());
-        let tau = std::f64::consts::TAU;
-        for ((ky, kx), v) in spec.indexed_iter_mut() {
-            let ph =
-                -tau * (signed_freq(ky, ly) as f64 * dy / ly as f64 + kx as f64 * dx / lx as f64);
-            *v *= Complex::from_polar(1.0, ph);
-        }
-        extract_centered(&fft.inverse(spec).view(), h, w)
-    }
-
-    #[test]
-    fn direct_shift_equals_fourier_phase_ramp() {
-        let mut seed = 1u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
-        for &(h, w) in &[(19, 19), (7, 11), (1, 5)] {
-            let st = Array2::from_shape_fn((h, w), |_| next());
-            for &(dy, dx) in &[(0.0, 0.0), (0.3, -0.45), (-1.0, 0.999), (2.5, 0.1)] {
-                let a = shift_stamp(&st, dy, dx);
-                let b = shift_by_fft(&st, dy, dx);
-                let err = (&a - &b).mapv(f64::abs).fold(0.0f64, |m, v| m.max(*v));
-                assert!(
-                    err < 1e-12,
-                    "{h}x{w} shift ({dy}, {dx}): max difference {err}"
-                );
-            }
-        }
-        // A zero shift is the identity.
-        let st = Array2::from_shape_fn((5, 5), |_| next());
-        let err = (&shift_stamp(&st, 0.0, 0.0) - &st).mapv(f64::abs).sum();
-        assert!(err < 1e-12);
-    }
+    use diffim_core::psf::gaussian_stamp;
 
     #[test]
     fn fourier_shift_matches_analytic_gaussian() {

@@ -12,8 +12,6 @@
 //! The convolution is direct (window plus a margin of half a stamp): a 31x31 window with
 //! 15x15 stamps costs about 0.2 M multiply-adds per plane.
 
-use diffim_core::fft::{Fft2, signed_freq};
-use diffim_core::psf::{embed_psf, extract_centered};
 use ndarray::{Array2, ArrayView2};
 
 use crate::subtract::CrossConvolution;
@@ -113,21 +111,11 @@ pub(crate) fn convolve_window(
     })
 }
 
-/// Moves a stamp by `(+dx, +dy)` pixels (Fourier phase ramp on a zero-padded odd grid: no
-/// Nyquist bin, the result stays real).
+/// Moves a stamp by `(+dx, +dy)` pixels (Fourier phase ramp on the zero-padded odd grid
+/// `2 side + 1`, computed directly: [`diffim_core::psf::shift_stamp`]).
 fn shift_stamp(st: &Array2<f64>, dx: f64, dy: f64) -> Array2<f64> {
     let (h, w) = st.dim();
-    let (ly, lx) = (2 * h + 1, 2 * w + 1);
-    let fft = Fft2::<f64>::new(ly, lx);
-    let mut spec = fft.forward(&embed_psf(&st.view(), ly, lx).view());
-    let tau = std::f64::consts::TAU;
-    for ((ky, kx), v) in spec.indexed_iter_mut() {
-        let ph = -tau * (signed_freq(ky, ly) as f64 * dy / ly as f64 + kx as f64 * dx / lx as f64);
-        let (c, sn, re, im) = (ph.cos(), ph.sin(), v.re, v.im);
-        v.re = re * c - im * sn;
-        v.im = re * sn + im * c;
-    }
-    extract_centered(&fft.inverse(spec).view(), h, w)
+    diffim_core::psf::shift_stamp(st, dy, dx, (2 * h + 1, 2 * w + 1))
 }
 
 /// `sum over lags of rho^2` for noise with covariance `wa A_a + wb A_b` (A = autocorrelation
