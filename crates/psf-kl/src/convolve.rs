@@ -1,7 +1,7 @@
 //! Convolution of an image with the spatially varying KL PSF.
 
 use crate::{KlPsf, PsfModel};
-use diffim_core::fft::{Fft2, next_fast_len};
+use diffim_core::fft::{Fft2, fast_shape};
 use diffim_core::psf::embed_psf;
 use ndarray::{Array2, ArrayView2, Zip, s};
 use num_complex::Complex;
@@ -26,8 +26,7 @@ impl VaryingConvolver {
     /// size at least `image + stamp - 1` on each axis, so nothing wraps around.
     pub fn new(model: &KlPsf, ny: usize, nx: usize) -> Self {
         let size = model.stamp_size();
-        let py = next_fast_len(ny.max(1) + size - 1);
-        let px = next_fast_len(nx.max(1) + size - 1);
+        let (py, px) = fast_shape(ny.max(1) + size - 1, nx.max(1) + size - 1);
         let fft = Fft2::<f32>::new(py, px);
         let kernels = model
             .basis()

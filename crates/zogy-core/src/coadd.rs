@@ -3,7 +3,7 @@
 use crate::prep::{background_sigma, inpaint};
 use crate::psf::{PsfProvider, checked_stamp};
 use crate::{ZogyError, odd_fast_len};
-use diffim_core::fft::{Fft2, next_fast_len};
+use diffim_core::fft::{Fft2, fast_shape};
 use diffim_core::mask::{dilate, finite_mask};
 use diffim_core::psf::embed_psf;
 use ndarray::{Array2, ArrayView2, Zip, s};
@@ -113,10 +113,7 @@ pub fn proper_coadd(images: &[CoaddImage], params: &CoaddParams) -> Result<Coadd
             stamp: side,
         });
     }
-    let (py, px) = (
-        next_fast_len(ny + side + side / 2),
-        next_fast_len(nx + side + side / 2),
-    );
+    let (py, px) = fast_shape(ny + side + side / 2, nx + side + side / 2);
     let fft = Fft2::<f32>::new(py, px);
     let spec_dim = fft.spectrum_shape();
     let mut num = Array2::<Complex<f64>>::zeros(spec_dim);

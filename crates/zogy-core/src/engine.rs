@@ -1,21 +1,25 @@
-//! The per-tile spectral core of ZOGY: one padded tile in, D / S / V_S out.
+//! The per-tile spectral core of ZOGY: one padded tile in, D / S / the standard deviation
+//! of S out.
 //!
 //! Full-size 2-D FFTs per tile (all `f32`, element-wise arithmetic in `f64`):
-//! forward N, R, P_n, P_r (4; the PSF stamps with [`Fft2::forward_stamp`], about half the
-//! cost); inverse D, S (2); with noise maps forward V_n, V_r, k_n^2, k_r^2 (stamps again) and
-//! one inverse of their summed products (5); with astrometric noise or the PSF-error term the
-//! inverse of S_r (1): S_n = S + S_r, and the gradients of both come from a 4th-order
+//! forward N, R (2); inverse D, S (2); with noise maps forward V_n, V_r and one inverse of
+//! `V_n-hat k_n^2-hat + V_r-hat k_r^2-hat` (3); with astrometric noise or the PSF-error term
+//! the inverse of S_r (1): S_n = S + S_r, and the gradients of both come from a 4th-order
 //! finite-difference stencil in real space; with the PSF-wing term the inverse of
-//! `G (x) S_r` (1). The kernels `k_n`, `k_r`, `P_D` in real space are made on a
-//! small odd grid (a few times the PSF side) in `f64`, which costs nothing at image scale.
-//! Spectra stay in [`Fft2`]'s transposed layout (`[kx, ky]`, one transpose per FFT saved).
-//! The variance of S is assembled per pixel ([`TileOut::var_at`]) only where the tile's
-//! output is used, with no image-sized temporaries.
+//! `G (x) S_r` (1). The PSF transfer functions P_n, P_r (and k_n^2, k_r^2 with noise maps)
+//! are stamp transforms ([`Fft2::forward_stamp_t`], about half the cost of a full one), made
+//! per tile ([`TilePsf`]), or once for all tiles when both PSFs are constant. The kernels
+//! `k_n`, `k_r`, `P_D` in real space are made on a small odd grid (a few times the PSF side)
+//! in `f64`, which costs nothing at image scale. Spectra stay in [`Fft2`]'s transposed
+//! layout (`[kx, ky]`, one transpose per FFT saved); the shift of R and the wing Gaussian
+//! are applied inside the one pass that forms D, S, S_r and `G (x) S_r`. Every buffer is
+//! per thread and reused from tile to tile ([`TileWork`]); the standard deviation of S is
+//! assembled only over the part of the tile whose output is used.
 
 use crate::odd_fast_len;
 use diffim_core::fft::{Fft2, signed_freq};
 use diffim_core::psf::{embed_psf, extract_centered};
-use ndarray::{Array2, Axis, Zip};
+use ndarray::{Array2, Axis, Zip, s};
 use num_complex::Complex;
 use rayon::prelude::*;
 
@@ -49,19 +53,30 @@ pub(crate) struct Model {
 struct Coefs {
     /// F_r P_r / sqrt(den), multiplies N-hat in D-hat.
     dn: Complex<f64>,
-    /// F_n P_n / sqrt(den), multiplies R-hat in D-hat.
-    dr: Complex<f64>,
     /// k_n-hat (eq. 26 kernel on N).
     kn: Complex<f64>,
     /// k_r-hat.
     kr: Complex<f64>,
-    /// F_n^2 F_r^2 |P_n|^2 |P_r|^2 / den (summand of F_S).
-    fs: f64,
 }
 
 impl Model {
     fn den0(&self) -> f64 {
         self.sn2 * self.f_r * self.f_r + self.sr2 * self.f_n * self.f_n
+    }
+
+    /// The scalars of the `f32` spectral pass.
+    fn row_consts(&self) -> RowConsts {
+        let (fnn, fr) = (self.f_n, self.f_r);
+        RowConsts {
+            a_r: (self.sn2 * fr * fr) as f32,
+            a_n: (self.sr2 * fnn * fnn) as f32,
+            floor: (self.den_floor * self.den0()) as f32,
+            f_r: fr as f32,
+            f_n: fnn as f32,
+            kn: (fnn * fr * fr) as f32,
+            kr: (fr * fnn * fnn) as f32,
+            fs: (fnn * fnn * fr * fr) as f32,
+        }
     }
 
     /// F_D (eq. 15).
@@ -75,13 +90,13 @@ impl Model {
         let (an, ar) = (pn.norm_sqr(), pr.norm_sqr());
         let den =
             (self.sn2 * fr * fr * ar + self.sr2 * fnn * fnn * an).max(self.den_floor * self.den0());
-        let sq = den.sqrt();
+        // One division and one square root per frequency.
+        let inv = 1.0 / den;
+        let isq = inv.sqrt();
         Coefs {
-            dn: pr * (fr / sq),
-            dr: pn * (fnn / sq),
-            kn: pn.conj() * (fnn * fr * fr * ar / den),
-            kr: pr.conj() * (fr * fnn * fnn * an / den),
-            fs: fnn * fnn * fr * fr * an * ar / den,
+            dn: pr * (fr * isq),
+            kn: pn.conj() * (fnn * fr * fr * ar * inv),
+            kr: pr.conj() * (fr * fnn * fnn * an * inv),
         }
     }
 
@@ -110,261 +125,477 @@ impl Model {
     }
 }
 
-/// One padded tile.
-pub(crate) struct TileIn<'a> {
-    pub n: &'a Array2<f32>,
-    pub r: &'a Array2<f32>,
-    pub vn: Option<&'a Array2<f32>>,
-    pub vr: Option<&'a Array2<f32>>,
-    pub pn: &'a Array2<f64>,
-    pub pr: &'a Array2<f64>,
-    /// Odd side of the small kernel grid.
-    pub kgrid: usize,
+/// The scalars of [`Model::coefs`] for the `f32` pass over a spectrum row ([`RowConsts::row`]).
+pub(crate) struct RowConsts {
+    /// `sigma_n^2 F_r^2` (weight of `|P_r|^2` in the denominator).
+    a_r: f32,
+    /// `sigma_r^2 F_n^2`.
+    a_n: f32,
+    /// Floor of the denominator.
+    floor: f32,
+    f_r: f32,
+    f_n: f32,
+    /// `F_n F_r^2`, `F_r F_n^2`, `F_n^2 F_r^2`.
+    kn: f32,
+    kr: f32,
+    fs: f32,
 }
 
-/// Outputs of one tile, padded shape. The variance of S is assembled per pixel by
-/// [`TileOut::var_at`] from its parts, only where the tile's output is used.
-pub(crate) struct TileOut {
-    pub d: Array2<f32>,
-    pub s: Array2<f32>,
-    /// `V_n (x) k_n^2 + V_r (x) k_r^2` (eqs. 26-29); `None`: the constant `f_s` (no noise
-    /// maps).
-    var: Option<Array2<f32>>,
-    /// `S_r = k_r (x) R` (astrometric and PSF-error terms).
-    sr: Option<Array2<f32>>,
-    /// `G (x) S_r` (PSF-wing term).
-    sw: Option<Array2<f32>>,
-    pub f_s: f64,
+impl RowConsts {
+    /// One row of the spectral pass, in `f32`: `n` (N-hat) becomes D-hat, `r` (R-hat)
+    /// becomes S-hat, `sr` gets S_r-hat, and `sw` `G (x) S_r`-hat where given. R-hat is
+    /// shifted by `shift.0 * shift.1[ky]`, the wing Gaussian is `gauss.0 * gauss.1[ky]`.
+    /// `f` is scratch. Returns this row's sum of the F_S summands (eq. 42). Written as
+    /// branch-free passes over slices, so that they vectorise.
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        (pn, pr): (&[Complex<f32>], &[Complex<f32>]),
+        n: &mut [Complex<f32>],
+        r: &mut [Complex<f32>],
+        sr: &mut [Complex<f32>],
+        sw: Option<&mut [Complex<f32>]>,
+        shift: (Complex<f32>, &[Complex<f32>]),
+        gauss: (f32, &[f32]),
+        f: &mut Vec<[f32; 4]>,
+    ) -> f64 {
+        // The PSF-only factors: dn / P_r, dr / P_n, k_n / conj(P_n), k_r / conj(P_r), and
+        // the F_S summands (summed in eight lanes, then in f64).
+        f.clear();
+        f.resize(pn.len(), [0.0; 4]);
+        let mut lanes = [0.0f32; 8];
+        for ((q, (p_n, p_r)), ky) in f.iter_mut().zip(pn.iter().zip(pr)).zip(0..) {
+            let (an, ar) = (p_n.norm_sqr(), p_r.norm_sqr());
+            let den = (self.a_r * ar + self.a_n * an).max(self.floor);
+            let inv = 1.0 / den;
+            let isq = inv.sqrt();
+            *q = [
+                self.f_r * isq,
+                self.f_n * isq,
+                self.kn * ar * inv,
+                self.kr * an * inv,
+            ];
+            lanes[ky % 8] += self.fs * an * ar * inv;
+        }
+        for ((((nv, rv), srv), q), ((p_n, p_r), t)) in n
+            .iter_mut()
+            .zip(r.iter_mut())
+            .zip(sr.iter_mut())
+            .zip(f.iter())
+            .zip(pn.iter().zip(pr).zip(shift.1))
+        {
+            let a = *nv;
+            let b = *rv * (shift.0 * t);
+            *nv = p_r * q[0] * a - p_n * q[1] * b;
+            let kr_r = p_r.conj() * q[3] * b;
+            *rv = p_n.conj() * q[2] * a - kr_r;
+            *srv = kr_r;
+        }
+        if let Some(sw) = sw {
+            for ((o, v), g) in sw.iter_mut().zip(sr.iter()).zip(gauss.1) {
+                *o = v * (gauss.0 * g);
+            }
+        }
+        lanes.iter().map(|&v| v as f64).sum()
+    }
+}
+
+/// Row `k` of an owned spectrum (standard layout) as a slice.
+fn row_c(a: &Array2<Complex<f32>>, k: usize) -> &[Complex<f32>] {
+    a.row(k)
+        .to_slice()
+        .expect("an owned spectrum in standard layout")
+}
+
+/// The PSF-dependent transfer functions of one tile (transposed layout), shared by all tiles
+/// when both PSFs are constant.
+pub(crate) struct TilePsf {
+    /// P_n-hat.
+    pnh: Array2<Complex<f32>>,
+    /// P_r-hat.
+    prh: Array2<Complex<f32>>,
+    /// `k_n^2`-hat, when the new image has a noise map.
+    kn2h: Option<Array2<Complex<f32>>>,
+    /// `k_r^2`-hat, when the reference has a noise map.
+    kr2h: Option<Array2<Complex<f32>>>,
+    /// Variance of S from a side without a noise map: `sigma^2 sum k^2` (constant).
+    konst: f64,
+    /// FFTs spent.
     pub n_fft: usize,
-    /// `(sigma_x^2, sigma_y^2)`, zero without astrometric noise.
-    sig2: (f64, f64),
-    /// `eps^2` of the PSF-error term (zero: off).
-    e2: f64,
-    /// `eps_w^2` of the PSF-wing term.
-    ew2: f64,
 }
 
-/// Central derivative along `x` of a row-major image at `(y, x)`: the 4th-order stencil
-/// `(-f[i+2] + 8 f[i+1] - 8 f[i-1] + f[i-2]) / 12`, 2nd order next to the edges and one-sided
-/// at the borders (`dy` likewise along `y`). `S` is smoothed by the PSF twice, so the
-/// stencil's error is ~0.2 % for the narrowest PSFs (FWHM 2.5 px) and far below the
-/// astrometric term's own uncertainty.
+impl TilePsf {
+    /// Transfer functions of the unit-sum stamps `pn`, `pr` on the plan's grid; the squared
+    /// kernels only for the sides that have a noise map (`noise = (new, ref)`).
+    pub fn new(
+        fft: &Fft2<f32>,
+        pn: &Array2<f64>,
+        pr: &Array2<f64>,
+        kgrid: usize,
+        m: &Model,
+        noise: (bool, bool),
+    ) -> Self {
+        let stamp = |a: &Array2<f64>| fft.forward_stamp_t(&a.mapv(|v| v as f32).view());
+        let (pnh, prh) = (stamp(pn), stamp(pr));
+        let mut n_fft = 2;
+        let (mut kn2h, mut kr2h, mut konst) = (None, None, 0.0);
+        if noise.0 || noise.1 {
+            let [kn, kr, _] = m.small_kernels(pn, pr, kgrid);
+            for (k, given, s2, out) in [
+                (kn, noise.0, m.sn2, &mut kn2h),
+                (kr, noise.1, m.sr2, &mut kr2h),
+            ] {
+                let k2 = k.mapv(|v| v * v);
+                if given {
+                    *out = Some(stamp(&k2));
+                    n_fft += 1;
+                } else {
+                    konst += s2 * k2.sum();
+                }
+            }
+        }
+        Self {
+            pnh,
+            prh,
+            kn2h,
+            kr2h,
+            konst,
+            n_fft,
+        }
+    }
+}
+
+/// The buffers of one thread's tiles, reused from tile to tile: padded inputs (filled by the
+/// caller), spectra, and the planes read by the blending.
+pub(crate) struct TileWork {
+    /// Padded N.
+    pub n: Array2<f32>,
+    /// Padded R.
+    pub r: Array2<f32>,
+    /// Padded variance of N (zero on bad pixels), when a noise map is given.
+    pub vn: Option<Array2<f32>>,
+    /// Padded variance of R, likewise.
+    pub vr: Option<Array2<f32>>,
+    /// Spectra: N-hat then D-hat, R-hat then S-hat, S_r-hat, `G (x) S_r`-hat, V_n-hat then
+    /// V_S-hat, V_r-hat.
+    spec: [Array2<Complex<f32>>; 6],
+    /// D.
+    pub d: Array2<f32>,
+    /// S.
+    pub s: Array2<f32>,
+    /// Standard deviation of S over the output region ([`run_tile`]'s `out`).
+    pub sd: Array2<f32>,
+    /// S_r.
+    sr: Array2<f32>,
+    /// `G (x) S_r`.
+    sw: Array2<f32>,
+    /// `V_n (x) k_n^2 + V_r (x) k_r^2`.
+    var: Array2<f32>,
+}
+
+impl TileWork {
+    /// Buffers for the plan's shape; noise-map planes only for the sides that have one.
+    pub fn new(fft: &Fft2<f32>, noise: (bool, bool)) -> Self {
+        let shape = fft.shape();
+        let z = || Array2::<f32>::zeros(shape);
+        let c = || Array2::<Complex<f32>>::zeros(fft.spectrum_shape_t());
+        Self {
+            n: z(),
+            r: z(),
+            vn: noise.0.then(z),
+            vr: noise.1.then(z),
+            spec: [c(), c(), c(), c(), c(), c()],
+            d: z(),
+            s: z(),
+            sd: z(),
+            sr: z(),
+            sw: z(),
+            var: z(),
+        }
+    }
+}
+
+/// What a tile reports besides its planes.
+pub(crate) struct TileStats {
+    /// F_S of the tile's PSFs (eq. 42).
+    pub f_s: f64,
+    /// FFTs spent on the tile (the PSF transforms included).
+    pub n_fft: usize,
+}
+
+/// The 4th-order central difference `(-f[i+2] + 8 f[i+1] - 8 f[i-1] + f[i-2]) / 12` at `i`
+/// of a row `f` (2nd order next to the ends, one-sided at them, 0 for fewer than 2 values).
+/// `S` is smoothed by the PSF twice, so the stencil's error is ~0.2 % for the narrowest
+/// PSFs (FWHM 2.5 px) and far below the astrometric term's own uncertainty.
 #[inline]
-fn stencil(f: impl Fn(usize) -> f32, i: usize, n: usize) -> f32 {
+fn stencil_at(f: &[f32], i: usize) -> f32 {
+    let n = f.len();
     if n < 2 {
         0.0
     } else if i >= 2 && i + 2 < n {
-        (-f(i + 2) + 8.0 * f(i + 1) - 8.0 * f(i - 1) + f(i - 2)) / 12.0
+        (-f[i + 2] + 8.0 * f[i + 1] - 8.0 * f[i - 1] + f[i - 2]) / 12.0
     } else if i >= 1 && i + 1 < n {
-        0.5 * (f(i + 1) - f(i - 1))
+        0.5 * (f[i + 1] - f[i - 1])
     } else if i == 0 {
-        f(1) - f(0)
+        f[1] - f[0]
     } else {
-        f(i) - f(i - 1)
+        f[i] - f[i - 1]
     }
 }
 
-#[inline]
-fn grad(a: &Array2<f32>, y: usize, x: usize) -> (f64, f64) {
-    let (ny, nx) = a.dim();
-    (
-        stencil(|i| a[[y, i]], x, nx) as f64,
-        stencil(|j| a[[j, x]], y, ny) as f64,
-    )
+/// [`stencil_at`] along `x` for `x` in `x0..x0 + out.len()` of the row `f`, into `out`.
+fn stencil_x(f: &[f32], x0: usize, out: &mut [f32]) {
+    let n = f.len();
+    let x1 = x0 + out.len();
+    let (a, b) = (
+        x0.max(2).min(x1),
+        x1.min(n.saturating_sub(2)).max(x0.max(2).min(x1)),
+    );
+    for x in (x0..a).chain(b..x1) {
+        out[x - x0] = stencil_at(f, x);
+    }
+    for (x, o) in (a..b).zip(&mut out[a - x0..b - x0]) {
+        *o = (-f[x + 2] + 8.0 * f[x + 1] - 8.0 * f[x - 1] + f[x - 2]) / 12.0;
+    }
 }
 
-impl TileOut {
-    /// Total variance of S at tile pixel `(y, x)`: the noise part, the astrometric terms
-    /// (eqs. 30-31: `sigma^2 |grad S_n|^2 + sigma^2 |grad S_r|^2`, `S_n = S + S_r`), the
-    /// PSF-model error of static sources (`eps^2 S_r^2`: their residual in S scales with
-    /// their matched flux; transients, absent from R, are not penalised) and the same
-    /// spread over a few FWHM (`(eps_w G (x) S_r)^2`).
-    #[inline]
-    pub fn var_at(&self, y: usize, x: usize) -> f64 {
-        let mut v = match &self.var {
-            Some(a) => a[[y, x]] as f64,
-            None => self.f_s,
+/// [`stencil_at`] along `y` at row `y` of `a`, for columns `x0..x0 + out.len()`, into `out`.
+fn stencil_y(a: &Array2<f32>, y: usize, x0: usize, out: &mut [f32]) {
+    let n = a.nrows();
+    let x1 = x0 + out.len();
+    let row = |j: usize| &row_of(a, j)[x0..x1];
+    if n < 2 {
+        out.fill(0.0);
+    } else if y >= 2 && y + 2 < n {
+        let (p2, p1, m1, m2) = (row(y + 2), row(y + 1), row(y - 1), row(y - 2));
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = (-p2[i] + 8.0 * p1[i] - 8.0 * m1[i] + m2[i]) / 12.0;
+        }
+    } else if y >= 1 && y + 1 < n {
+        let (p1, m1) = (row(y + 1), row(y - 1));
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = 0.5 * (p1[i] - m1[i]);
+        }
+    } else {
+        let (p, q) = if y == 0 {
+            (row(1), row(0))
+        } else {
+            (row(y), row(y - 1))
         };
-        if let Some(sr) = &self.sr {
-            let r = sr[[y, x]] as f64;
-            v += self.e2 * r * r;
-            if self.sig2 != (0.0, 0.0) {
-                let (sx, sy) = grad(&self.s, y, x);
-                let (rx, ry) = grad(sr, y, x);
-                let (nx_, ny_) = (sx + rx, sy + ry);
-                v += self.sig2.0 * (nx_ * nx_ + rx * rx) + self.sig2.1 * (ny_ * ny_ + ry * ry);
-            }
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = p[i] - q[i];
         }
-        if let Some(sw) = &self.sw {
-            let w = sw[[y, x]] as f64;
-            v += self.ew2 * w * w;
-        }
-        v
     }
 }
 
-fn c64(c: Complex<f32>) -> Complex<f64> {
-    Complex::new(c.re as f64, c.im as f64)
+/// Row `y` of an owned plane (standard layout) as a slice.
+pub(crate) fn row_of(a: &Array2<f32>, y: usize) -> &[f32] {
+    a.row(y)
+        .to_slice()
+        .expect("an owned plane in standard layout")
 }
+
 fn c32(c: Complex<f64>) -> Complex<f32> {
     Complex::new(c.re as f32, c.im as f32)
 }
 
-/// Multiplies a half spectrum in the transposed layout (`px/2+1` x `py`, indexed
-/// `[kx, ky]`, full grid `py` x `px`) by a separable transfer function `g_y(f_y) g_x(f_x)`,
-/// frequencies in cycles per pixel (`f_y` signed): one table per axis.
-fn multiply_separable(
-    spec: &mut Array2<Complex<f32>>,
-    (py, px): (usize, usize),
-    gx: impl Fn(f64) -> Complex<f64> + Sync,
-    gy: impl Fn(f64) -> Complex<f64>,
-) {
-    let ty: Vec<Complex<f64>> = (0..py)
-        .map(|ky| gy(signed_freq(ky, py) as f64 / py as f64))
-        .collect();
-    spec.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(kx, mut row)| {
-            let tx = gx(kx as f64 / px as f64);
-            for (v, &t) in row.iter_mut().zip(&ty) {
-                *v = c32(c64(*v) * (tx * t));
-            }
-        });
+/// Table of a separable transfer-function factor over the `n` frequencies of an axis
+/// (cycles per pixel, signed).
+fn freq_table(n: usize, g: impl Fn(f64) -> Complex<f64>) -> Vec<Complex<f64>> {
+    (0..n)
+        .map(|k| g(signed_freq(k, n) as f64 / n as f64))
+        .collect()
 }
 
-/// Multiplies a half spectrum by the phase ramp that shifts the image by `(dx, dy)`,
-/// `e^{-2 pi i fy dy} e^{-2 pi i fx dx}`.
-fn apply_shift(spec: &mut Array2<Complex<f32>>, py: usize, px: usize, dx: f64, dy: f64) {
-    let tau = std::f64::consts::TAU;
-    multiply_separable(
-        spec,
-        (py, px),
-        |f| Complex::from_polar(1.0, -tau * f * dx),
-        |f| Complex::from_polar(1.0, -tau * f * dy),
-    );
-}
-
-pub(crate) fn run_tile(fft: &Fft2<f32>, t: &TileIn, m: &Model) -> TileOut {
+/// Runs the spectral core on the padded tile in `w` (inputs filled by the caller) with the
+/// PSF transfer functions `p`, and fills `w.d`, `w.s` and, over the output region
+/// `out = ((y0, y1), (x0, x1))` (tile coordinates), `w.sd`: the standard deviation of S with
+/// the noise part (eqs. 26-29), the astrometric terms (eqs. 30-31:
+/// `sigma^2 |grad S_n|^2 + sigma^2 |grad S_r|^2`, `S_n = S + S_r`), the PSF-model error of
+/// static sources (`eps^2 S_r^2`: their residual in S scales with their matched flux;
+/// transients, absent from `R`, are not penalised) and the same spread over a few FWHM
+/// (`(eps_w G (x) S_r)^2`).
+pub(crate) fn run_tile(
+    fft: &Fft2<f32>,
+    w: &mut TileWork,
+    p: &TilePsf,
+    m: &Model,
+    out: ((usize, usize), (usize, usize)),
+) -> TileStats {
     let (py, px) = fft.shape();
-    let n_fft = std::cell::Cell::new(0usize);
-    let fwd = |a: &Array2<f32>| {
-        n_fft.set(n_fft.get() + 1);
-        fft.forward_t(&a.view())
-    };
-    let fwd_stamp = |a: &Array2<f64>| {
-        n_fft.set(n_fft.get() + 1);
-        fft.forward_stamp_t(&a.mapv(|v| v as f32).view())
-    };
-    let nh = fwd(t.n);
-    let mut rh = fwd(t.r);
-    let pnh = fwd_stamp(t.pn);
-    let prh = fwd_stamp(t.pr);
-    let shifted = m.shift.0 != 0.0 || m.shift.1 != 0.0;
-    if shifted {
-        apply_shift(&mut rh, py, px, m.shift.0, m.shift.1);
-    }
+    let mut n_fft = 0;
+    let [nh, rh, srh, swh, vnh, vrh] = &mut w.spec;
+    fft.forward_t_into(&w.n.view(), nh);
+    fft.forward_t_into(&w.r.view(), rh);
+    n_fft += 2;
     let astro = m.sig_ast.0 > 0.0 || m.sig_ast.1 > 0.0;
     let psf_term = m.psf_err > 0.0;
     let wing_term = m.wing_err > 0.0 && m.wing_sigma > 0.0;
-    let need_sr = astro || psf_term || wing_term;
-    let mut dh = Array2::<Complex<f32>>::zeros(nh.dim());
-    let mut sh = Array2::<Complex<f32>>::zeros(nh.dim());
-    // S_r-hat = k_r R-hat (S = S_n - S_r, so S_n needs no transform of its own).
-    // Spectra are in the transposed layout `[kx, ky]` (zero-width rows when unused).
-    let nc = px / 2 + 1;
-    let mut srh = Array2::<Complex<f32>>::zeros((nc, if need_sr { py } else { 0 }));
-    let fs_rows: Vec<f64> = dh
+    let need_sr = astro || psf_term;
+    // Separable factors: the shift of R, `e^{-2 pi i (fx dx + fy dy)}`, and the wing
+    // Gaussian's transfer function.
+    let tau = std::f64::consts::TAU;
+    let (dx, dy) = m.shift;
+    let shift_y = freq_table(py, |f| Complex::from_polar(1.0, -tau * f * dy));
+    let shift_x = freq_table(px, |f| Complex::from_polar(1.0, -tau * f * dx));
+    let g = -2.0 * std::f64::consts::PI.powi(2) * m.wing_sigma * m.wing_sigma;
+    let gauss = |f: f64| Complex::new((g * f * f).exp(), 0.0);
+    let (gauss_y, gauss_x) = (freq_table(py, gauss), freq_table(px, gauss));
+    // D-hat = dn N-hat - dr R-hat and S-hat = k_n N-hat - k_r R-hat in place of N-hat and
+    // R-hat; S_r-hat = k_r R-hat (S = S_n - S_r, so S_n needs no transform of its own).
+    let k = m.row_consts();
+    let shift_y: Vec<Complex<f32>> = shift_y.iter().map(|&v| c32(v)).collect();
+    let gauss_y: Vec<f32> = gauss_y.iter().map(|v| v.re as f32).collect();
+    let fs_rows: Vec<f64> = nh
         .axis_iter_mut(Axis(0))
         .into_par_iter()
-        .zip(sh.axis_iter_mut(Axis(0)).into_par_iter())
-        .zip(srh.axis_iter_mut(Axis(0)).into_par_iter())
+        .zip(rh.axis_iter_mut(Axis(0)))
+        .zip(srh.axis_iter_mut(Axis(0)))
+        .zip(swh.axis_iter_mut(Axis(0)))
         .enumerate()
-        .map(|(kx, ((mut drow, mut srow), mut srrow))| {
-            let mut acc = 0.0;
-            for ky in 0..py {
-                let k = m.coefs(c64(pnh[[kx, ky]]), c64(prh[[kx, ky]]));
-                let (n, r) = (c64(nh[[kx, ky]]), c64(rh[[kx, ky]]));
-                drow[ky] = c32(k.dn * n - k.dr * r);
-                let kr_r = k.kr * r;
-                srow[ky] = c32(k.kn * n - kr_r);
-                if need_sr {
-                    srrow[ky] = c32(kr_r);
-                }
-                acc += k.fs;
-            }
-            // Columns other than DC and Nyquist stand for their conjugate twins too.
-            let w = if kx == 0 || (px % 2 == 0 && kx == px / 2) {
-                1.0
-            } else {
-                2.0
-            };
-            w * acc
-        })
+        .map_init(
+            Vec::new,
+            |f, (kx, (((mut nrow, mut rrow), mut srrow), mut swrow))| {
+                let acc = k.row(
+                    (row_c(&p.pnh, kx), row_c(&p.prh, kx)),
+                    nrow.as_slice_mut().expect("standard layout"),
+                    rrow.as_slice_mut().expect("standard layout"),
+                    srrow.as_slice_mut().expect("standard layout"),
+                    wing_term.then(|| swrow.as_slice_mut().expect("standard layout")),
+                    (c32(shift_x[kx]), &shift_y),
+                    (gauss_x[kx].re as f32, &gauss_y),
+                    f,
+                );
+                // Columns other than DC and Nyquist stand for their conjugate twins too.
+                let wgt = if kx == 0 || (px % 2 == 0 && kx == px / 2) {
+                    1.0
+                } else {
+                    2.0
+                };
+                wgt * acc
+            },
+        )
         .collect();
     let f_s = fs_rows.iter().sum::<f64>() / (py * px) as f64;
-    drop((nh, rh, pnh, prh));
-    let inv = |a: Array2<Complex<f32>>| {
-        n_fft.set(n_fft.get() + 1);
-        fft.inverse_t(a)
-    };
-    // G (x) S_r for the wing term: S_r-hat times the Gaussian's transfer function.
-    let swh = wing_term.then(|| {
-        let mut a = srh.clone();
-        let g = -2.0 * std::f64::consts::PI.powi(2) * m.wing_sigma * m.wing_sigma;
-        let gauss = |f: f64| Complex::new((g * f * f).exp(), 0.0);
-        multiply_separable(&mut a, (py, px), gauss, gauss);
-        a
-    });
-    let d = inv(dh);
-    let s = inv(sh);
-    let sr = (astro || psf_term).then(|| inv(srh));
-    let sw = swh.map(inv);
+    fft.inverse_t_into(nh, &mut w.d.view_mut());
+    fft.inverse_t_into(rh, &mut w.s.view_mut());
+    n_fft += 2;
+    if need_sr {
+        fft.inverse_t_into(srh, &mut w.sr.view_mut());
+        n_fft += 1;
+    }
+    if wing_term {
+        fft.inverse_t_into(swh, &mut w.sw.view_mut());
+        n_fft += 1;
+    }
 
     // Variance of S: V_n (x) k_n^2 + V_r (x) k_r^2 (eqs. 26-29).
-    let var = if t.vn.is_some() || t.vr.is_some() {
-        let [kn, kr, _] = m.small_kernels(t.pn, t.pr, t.kgrid);
-        let kn2 = kn.mapv(|v| v * v);
-        let kr2 = kr.mapv(|v| v * v);
-        let mut acc = Array2::<Complex<f32>>::zeros((nc, py));
-        let mut konst = 0.0;
-        for (v, k2, s2, is_r) in [(t.vn, &kn2, m.sn2, false), (t.vr, &kr2, m.sr2, true)] {
-            match v {
-                Some(v) => {
-                    let mut vh = fwd(v);
-                    if is_r && shifted {
-                        apply_shift(&mut vh, py, px, m.shift.0, m.shift.1);
-                    }
-                    let kh = fwd_stamp(k2);
-                    Zip::from(&mut acc)
-                        .and(&vh)
-                        .and(&kh)
-                        .par_for_each(|a, &x, &y| *a += x * y);
-                }
-                None => konst += s2 * k2.sum(),
-            }
+    let noise = w.vn.is_some() || w.vr.is_some();
+    if noise {
+        let vn = w.vn.as_ref().zip(p.kn2h.as_ref());
+        let vr = w.vr.as_ref().zip(p.kr2h.as_ref());
+        if let Some((v, _)) = vn {
+            fft.forward_t_into(&v.view(), vnh);
+            n_fft += 1;
         }
-        let mut v = inv(acc);
-        v.par_mapv_inplace(|x| (x.max(0.0) as f64 + konst) as f32);
-        Some(v)
+        if let Some((v, _)) = vr {
+            fft.forward_t_into(&v.view(), vrh);
+            n_fft += 1;
+        }
+        vnh.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(vrh.axis_iter(Axis(0)))
+            .enumerate()
+            .for_each(|(kx, (mut a, vr_row))| {
+                let a = a.as_slice_mut().expect("standard layout");
+                let sx = c32(shift_x[kx]);
+                let kn = vn.map(|(_, k)| k.row(kx));
+                match &kn {
+                    Some(k) => a.iter_mut().zip(k).for_each(|(v, &k)| *v *= k),
+                    None => a.fill(Complex::new(0.0, 0.0)),
+                }
+                if let Some((_, k)) = vr {
+                    for ((v, &r), (&k, &t)) in
+                        a.iter_mut().zip(vr_row).zip(k.row(kx).iter().zip(&shift_y))
+                    {
+                        *v += r * (sx * t) * k;
+                    }
+                }
+            });
+        fft.inverse_t_into(vnh, &mut w.var.view_mut());
+        n_fft += 1;
+    }
+
+    // Standard deviation of S over the output region.
+    let ((y0, y1), (x0, x1)) = out;
+    let konst = p.konst;
+    let sig2 = if astro {
+        (m.sig_ast.0.powi(2) as f32, m.sig_ast.1.powi(2) as f32)
     } else {
-        None
+        (0.0, 0.0)
     };
-    TileOut {
-        d,
-        s,
-        var,
-        sr,
-        sw,
+    let (e2, ew2) = (
+        (m.psf_err * m.psf_err) as f32,
+        (m.wing_err * m.wing_err) as f32,
+    );
+    let (s_pl, sr_pl, sw_pl, var_pl) = (&w.s, &w.sr, &w.sw, &w.var);
+    let width = x1 - x0;
+    w.sd.slice_mut(s![y0..y1, ..])
+        .axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; 4 * width],
+            |g, (j, mut row)| {
+                let y = y0 + j;
+                let sd = &mut row.as_slice_mut().expect("standard layout")[x0..x1];
+                if astro {
+                    let (sx, rest) = g.split_at_mut(width);
+                    let (rx, rest) = rest.split_at_mut(width);
+                    let (sy, ry) = rest.split_at_mut(width);
+                    stencil_x(row_of(s_pl, y), x0, sx);
+                    stencil_x(row_of(sr_pl, y), x0, rx);
+                    stencil_y(s_pl, y, x0, sy);
+                    stencil_y(sr_pl, y, x0, ry);
+                }
+                // Variance terms added pass by pass (each vectorises), then the root.
+                match noise {
+                    true => {
+                        for (o, &v) in sd.iter_mut().zip(&row_of(var_pl, y)[x0..x1]) {
+                            *o = (v.max(0.0) as f64 + konst) as f32;
+                        }
+                    }
+                    false => sd.fill(f_s as f32),
+                }
+                if need_sr {
+                    for (o, &r) in sd.iter_mut().zip(&row_of(sr_pl, y)[x0..x1]) {
+                        *o += e2 * r * r;
+                    }
+                }
+                if astro {
+                    let (sx, rest) = g.split_at(width);
+                    let (rx, rest) = rest.split_at(width);
+                    let (sy, ry) = rest.split_at(width);
+                    for ((o, (&a, &b)), (&c, &d)) in
+                        sd.iter_mut().zip(sx.iter().zip(rx)).zip(sy.iter().zip(ry))
+                    {
+                        let (gx, gy) = (a + b, c + d);
+                        *o += sig2.0 * (gx * gx + b * b) + sig2.1 * (gy * gy + d * d);
+                    }
+                }
+                if wing_term {
+                    for (o, &q) in sd.iter_mut().zip(&row_of(sw_pl, y)[x0..x1]) {
+                        *o += ew2 * q * q;
+                    }
+                }
+                for o in sd.iter_mut() {
+                    *o = o.max(1e-30).sqrt();
+                }
+            },
+        );
+    TileStats {
         f_s,
-        n_fft: n_fft.get(),
-        sig2: if astro {
-            (m.sig_ast.0.powi(2), m.sig_ast.1.powi(2))
-        } else {
-            (0.0, 0.0)
-        },
-        e2: m.psf_err * m.psf_err,
-        ew2: m.wing_err * m.wing_err,
+        n_fft: n_fft + p.n_fft,
     }
 }
 

@@ -88,9 +88,9 @@ pub use subtract::zogy;
 /// The smallest odd 7-smooth integer `>= n` (odd FFT grids have no Nyquist bin, so phase
 /// ramps and real kernels stay exactly real).
 pub fn odd_fast_len(n: usize) -> usize {
-    let mut m = diffim_core::fft::next_fast_len(n.max(1));
+    let mut m = diffim_core::fft::next_smooth_len(n.max(1));
     while m % 2 == 0 {
-        m = diffim_core::fft::next_fast_len(m + 1);
+        m = diffim_core::fft::next_smooth_len(m + 1);
     }
     m
 }

@@ -1,14 +1,13 @@
 //! [`zogy`]: preparation, flux-ratio fit, tiling and blending around the spectral core.
 
-use crate::engine::TileOut;
-use crate::engine::{Model, TileIn, centre_products, run_tile};
+use crate::engine::{Model, TilePsf, TileStats, TileWork, centre_products, row_of, run_tile};
 use crate::fluxfit::{Side, fit_flux_ratio};
 use crate::prep::{background_sigma, inpaint};
 use crate::psf::checked_stamp;
 use crate::{
     BetaMode, ZogyDiagnostics, ZogyError, ZogyInputs, ZogyParams, ZogyResult, odd_fast_len,
 };
-use diffim_core::fft::{Fft2, next_fast_len};
+use diffim_core::fft::{Fft2, fast_shape};
 use diffim_core::mask::{dilate, finite_mask};
 use diffim_core::stats::{mad_std, median};
 use ndarray::{Array2, ArrayView2, Zip, s};
@@ -31,26 +30,6 @@ fn check_shape<T>(
 
 /// A tile: its core rows `(y0, y1)` and columns `(x0, x1)`.
 type Tile = ((usize, usize), (usize, usize));
-
-/// Padded inputs of one tile (noise maps where given).
-struct TileBufs {
-    n: Array2<f32>,
-    r: Array2<f32>,
-    vn: Option<Array2<f32>>,
-    vr: Option<Array2<f32>>,
-}
-
-impl TileBufs {
-    fn new(shape: (usize, usize), vn: bool, vr: bool) -> Self {
-        let z = || Array2::<f32>::zeros(shape);
-        Self {
-            n: z(),
-            r: z(),
-            vn: vn.then(z),
-            vr: vr.then(z),
-        }
-    }
-}
 
 /// Splits `[0, n)` into `round(n / t)` (at least 1) near-equal cores.
 fn cores(n: usize, t: usize) -> Vec<(usize, usize)> {
@@ -318,71 +297,68 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             .max()
             .unwrap_or(0)
     };
-    let py = next_fast_len(need(&ycores, ny)).max(kgrid);
-    let px = next_fast_len(need(&xcores, nx)).max(kgrid);
+    let (py, px) = fast_shape(need(&ycores, ny).max(kgrid), need(&xcores, nx).max(kgrid));
     let fft = Fft2::<f32>::new(py, px);
+    let noise = (vn_full.is_some(), vr_full.is_some());
+    // Both PSFs constant: one set of transfer functions serves every tile.
+    let shared_psf = constant.then(|| TilePsf::new(&fft, &pn_c, &pr_c, kgrid, &model, noise));
     // Tiles run side by side, one per thread (a tile's many small parallel passes keep two
-    // threads busy less well than two tiles do), each batch then blended in order. Padded
-    // inputs: one set per thread, reused from tile to tile.
+    // threads busy less well than two tiles do), each batch then blended in order. Buffers:
+    // one set per thread, reused from tile to tile.
     let tiles: Vec<Tile> = ycores
         .iter()
         .flat_map(|&yc| xcores.iter().map(move |&xc| (yc, xc)))
         .collect();
     let batch = rayon::current_num_threads().clamp(1, tiles.len().max(1));
-    let mut bufs: Vec<TileBufs> = (0..batch)
-        .map(|_| TileBufs::new((py, px), vn_full.is_some(), vr_full.is_some()))
-        .collect();
-    let run = |((y0, y1), (x0, x1)): Tile, b: &mut TileBufs| -> Result<TileOut, ZogyError> {
+    let mut works: Vec<TileWork> = (0..batch).map(|_| TileWork::new(&fft, noise)).collect();
+    let run = |((y0, y1), (x0, x1)): Tile, w: &mut TileWork| -> Result<TileStats, ZogyError> {
         let (ry0, ry1) = (y0.saturating_sub(ext), (y1 + ext).min(ny));
         let (rx0, rx1) = (x0.saturating_sub(ext), (x1 + ext).min(nx));
-        let (h, w) = (ry1 - ry0, rx1 - rx0);
+        let (h, wd) = (ry1 - ry0, rx1 - rx0);
         let region = s![ry0..ry1, rx0..rx1];
-        let pad = |dst: &mut Array2<f32>, src: &Array2<f32>| {
-            dst.fill(0.0);
-            dst.slice_mut(s![..h, ..w]).assign(&src.slice(region));
+        // The tile's region in the top-left corner of the padded buffer, zeros elsewhere.
+        let pad = |dst: &mut Array2<f32>, fill: &dyn Fn(ndarray::ArrayViewMut2<f32>)| {
+            dst.slice_mut(s![h.., ..]).fill(0.0);
+            dst.slice_mut(s![..h, wd..]).fill(0.0);
+            fill(dst.slice_mut(s![..h, ..wd]));
         };
-        let (tx, ty) = ((x0 + x1) as f64 / 2.0 - 0.5, (y0 + y1) as f64 / 2.0 - 0.5);
-        let (pn, pr) = if constant {
-            (pn_c.clone(), pr_c.clone())
-        } else {
-            (
-                checked_stamp(inputs.new_psf, tx, ty, "new")?,
-                checked_stamp(inputs.ref_psf, tx, ty, "reference")?,
-            )
+        let tile_psf;
+        let psf = match &shared_psf {
+            Some(p) => p,
+            None => {
+                let (tx, ty) = ((x0 + x1) as f64 / 2.0 - 0.5, (y0 + y1) as f64 / 2.0 - 0.5);
+                let pn = checked_stamp(inputs.new_psf, tx, ty, "new")?;
+                let pr = checked_stamp(inputs.ref_psf, tx, ty, "reference")?;
+                let too_big = |p: &Array2<f64>| {
+                    p.dim().0 > py || p.dim().1 > px || p.dim().0 > kgrid || p.dim().1 > kgrid
+                };
+                if too_big(&pn) || too_big(&pr) {
+                    return Err(ZogyError::ImageTooSmall {
+                        shape: (py, px),
+                        stamp: pn.dim().0.max(pr.dim().0),
+                    });
+                }
+                tile_psf = TilePsf::new(&fft, &pn, &pr, kgrid, &model, noise);
+                &tile_psf
+            }
         };
-        let too_big = |p: &Array2<f64>| {
-            p.dim().0 > py || p.dim().1 > px || p.dim().0 > kgrid || p.dim().1 > kgrid
-        };
-        if too_big(&pn) || too_big(&pr) {
-            return Err(ZogyError::ImageTooSmall {
-                shape: (py, px),
-                stamp: pn.dim().0.max(pr.dim().0),
-            });
-        }
-        pad(&mut b.n, &n_img);
-        pad(&mut b.r, &r_img);
-        for (dst, src) in [(&mut b.vn, vn_full), (&mut b.vr, vr_full)] {
-            if let (Some(d), Some(s)) = (dst.as_mut(), src) {
-                d.fill(0.0);
-                Zip::from(d.slice_mut(s![..h, ..w]))
-                    .and(s.slice(region))
-                    .and(bad.slice(region))
-                    .for_each(|v, &x, &m| *v = if m { 0.0 } else { x * x });
+        pad(&mut w.n, &|mut d| d.assign(&n_img.slice(region)));
+        pad(&mut w.r, &|mut d| d.assign(&r_img.slice(region)));
+        for (dst, src) in [(&mut w.vn, vn_full), (&mut w.vr, vr_full)] {
+            if let (Some(d), Some(src)) = (dst.as_mut(), src) {
+                pad(d, &|d| {
+                    Zip::from(d)
+                        .and(src.slice(region))
+                        .and(bad.slice(region))
+                        .for_each(|v, &x, &m| *v = if m { 0.0 } else { x * x })
+                });
             }
         }
-        Ok(run_tile(
-            &fft,
-            &TileIn {
-                n: &b.n,
-                r: &b.r,
-                vn: b.vn.as_ref(),
-                vr: b.vr.as_ref(),
-                pn: &pn,
-                pr: &pr,
-                kgrid,
-            },
-            &model,
-        ))
+        // The output region: the core and its blend zone.
+        let (oy0, oy1) = (y0.saturating_sub(ov), (y1 + ov).min(ny));
+        let (ox0, ox1) = (x0.saturating_sub(ov), (x1 + ov).min(nx));
+        let out = ((oy0 - ry0, oy1 - ry0), (ox0 - rx0, ox1 - rx0));
+        Ok(run_tile(&fft, w, psf, &model, out))
     };
 
     // Blended outputs, accumulated in place (f32: at most four tiles overlap a pixel). The
@@ -400,22 +376,23 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     let (wsum_y, wsum_x) = (wsum_axis(ny, &ycores), wsum_axis(nx, &xcores));
     let mut ffts_per_tile = 0;
     for chunk in tiles.chunks(batch) {
-        let outs: Vec<Result<TileOut, ZogyError>> = chunk
+        let stats: Vec<Result<TileStats, ZogyError>> = chunk
             .par_iter()
-            .zip(bufs.par_iter_mut())
-            .map(|(&t, b)| run(t, b))
+            .zip(works.par_iter_mut())
+            .map(|(&t, w)| run(t, w))
             .collect();
-        for (&((y0, y1), (x0, x1)), out) in chunk.iter().zip(outs) {
-            let out = out?;
+        for ((&((y0, y1), (x0, x1)), st), w) in chunk.iter().zip(stats).zip(&works) {
+            let st = st?;
             let (ry0, rx0) = (y0.saturating_sub(ext), x0.saturating_sub(ext));
-            ffts_per_tile = out.n_fft;
+            ffts_per_tile = st.n_fft;
             let (oy0, oy1) = (y0.saturating_sub(ov), (y1 + ov).min(ny));
             let (ox0, ox1) = (x0.saturating_sub(ov), (x1 + ov).min(nx));
-            let wx: Vec<f64> = (ox0..ox1)
-                .map(|x| blend_weight(x, x0, x1, nx, ov) / wsum_x[x])
+            let wx: Vec<f32> = (ox0..ox1)
+                .map(|x| (blend_weight(x, x0, x1, nx, ov) / wsum_x[x]) as f32)
                 .collect();
-            let inv_fs = 1.0 / out.f_s;
+            let inv_fs = (1.0 / st.f_s) as f32;
             let reg = s![oy0..oy1, ox0..ox1];
+            let cols = ox0 - rx0..ox1 - rx0;
             Zip::indexed(d.slice_mut(reg).rows_mut())
                 .and(s_out.slice_mut(reg).rows_mut())
                 .and(scorr.slice_mut(reg).rows_mut())
@@ -423,24 +400,24 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                 .and(flux_err.slice_mut(reg).rows_mut())
                 .par_for_each(|j, mut dr, mut sr, mut cr, mut fr, mut er| {
                     let y = oy0 + j;
-                    let wy = blend_weight(y, y0, y1, ny, ov) / wsum_y[y];
+                    let wy = (blend_weight(y, y0, y1, ny, ov) / wsum_y[y]) as f32;
                     if wy <= 0.0 {
                         return;
                     }
-                    let ty_ = y - ry0;
-                    for (i, &wxi) in wx.iter().enumerate() {
-                        let wt = wy * wxi;
+                    let ty = y - ry0;
+                    let row = |a| &row_of(a, ty)[cols.clone()];
+                    let (tdr, tsr, tsd) = (row(&w.d), row(&w.s), row(&w.sd));
+                    for i in 0..wx.len() {
+                        let wt = wy * wx[i];
                         if wt <= 0.0 {
                             continue;
                         }
-                        let tx_ = ox0 + i - rx0;
-                        let sv = out.s[[ty_, tx_]] as f64;
-                        let sd = out.var_at(ty_, tx_).max(1e-30).sqrt();
-                        dr[i] += (wt * out.d[[ty_, tx_]] as f64) as f32;
-                        sr[i] += (wt * sv) as f32;
-                        cr[i] += (wt * sv / sd) as f32;
-                        fr[i] += (wt * sv * inv_fs) as f32;
-                        er[i] += (wt * sd * inv_fs) as f32;
+                        let (sv, sd) = (tsr[i], tsd[i]);
+                        dr[i] += wt * tdr[i];
+                        sr[i] += wt * sv;
+                        cr[i] += wt * sv / sd;
+                        fr[i] += wt * sv * inv_fs;
+                        er[i] += wt * sd * inv_fs;
                     }
                 });
         }
