@@ -204,7 +204,7 @@ impl<T: FftFloat> Fft2<T> {
         );
         T::with_row_buffer(|rows| {
             self.rows_forward(input, rows);
-            self.columns_forward_t(rows, out);
+            self.columns_forward_t(rows, None, out);
         });
     }
 
@@ -225,7 +225,13 @@ impl<T: FftFloat> Fft2<T> {
 
     /// Transposes the row spectra (`(ny, nc)`, row-major) into `out` (`(nc, ny)`) block by
     /// block, transforming each block along the original columns while it is in cache.
-    fn columns_forward_t(&self, rows: &[Complex<T>], out: &mut Array2<Complex<T>>) {
+    /// `nonzero`: when given, the only rows of `rows` that may be non-zero (a stamp's).
+    fn columns_forward_t(
+        &self,
+        rows: &[Complex<T>],
+        nonzero: Option<&[usize]>,
+        out: &mut Array2<Complex<T>>,
+    ) {
         let nc = self.nx / 2 + 1;
         assert_eq!(
             out.dim(),
@@ -243,7 +249,18 @@ impl<T: FftFloat> Fft2<T> {
             TB * ny,
             || vec![Complex::new(T::zero(), T::zero()); plan.get_inplace_scratch_len()],
             |b, chunk, scratch| {
-                gather_columns(rows, nc, b * TB, chunk);
+                match nonzero {
+                    None => gather_columns(rows, nc, b * TB, chunk),
+                    Some(ys) => {
+                        chunk.fill(Complex::new(T::zero(), T::zero()));
+                        for &y in ys {
+                            let src = &rows[y * nc + b * TB..];
+                            for (d, &v) in chunk.chunks_exact_mut(ny).zip(src) {
+                                d[y] = v;
+                            }
+                        }
+                    }
+                }
                 plan.process_with_scratch(chunk, scratch);
             },
         );
@@ -304,14 +321,14 @@ impl<T: FftFloat> Fft2<T> {
     /// As [`Self::forward_stamp`], or if `out` does not have the shape.
     pub fn forward_stamp_t_into(&self, stamp: &ArrayView2<T>, out: &mut Array2<Complex<T>>) {
         T::with_row_buffer(|rows| {
-            self.stamp_rows(stamp, rows);
-            self.columns_forward_t(rows, out);
+            let ys = self.stamp_rows(stamp, rows);
+            self.columns_forward_t(rows, Some(&ys), out);
         });
     }
 
     /// Row transforms of an embedded stamp (only its rows are non-zero) into `rows`,
-    /// row-major `(ny, nx/2 + 1)`.
-    fn stamp_rows(&self, stamp: &ArrayView2<T>, rows: &mut Vec<Complex<T>>) {
+    /// row-major `(ny, nx/2 + 1)`; returns the indices of the stamp's rows.
+    fn stamp_rows(&self, stamp: &ArrayView2<T>, rows: &mut Vec<Complex<T>>) -> Vec<usize> {
         let (h, w) = stamp.dim();
         assert!(
             h % 2 == 1 && w % 2 == 1 && h <= self.ny && w <= self.nx,
@@ -321,16 +338,18 @@ impl<T: FftFloat> Fft2<T> {
         );
         let nc = self.nx / 2 + 1;
         let (cy, cx) = (h / 2, w / 2);
-        rows.clear();
+        // Only the stamp's rows are written and read (the others may hold stale values).
         rows.resize(self.ny * nc, Complex::new(T::zero(), T::zero()));
         let mut buf = self.r2c.make_input_vec();
         let mut scratch = self.r2c.make_scratch_vec();
+        let mut ys = Vec::with_capacity(h);
         for (j, srow) in stamp.axis_iter(Axis(0)).enumerate() {
             buf.iter_mut().for_each(|b| *b = T::zero());
             for (i, &v) in srow.iter().enumerate() {
                 buf[(i + self.nx - cx) % self.nx] = v;
             }
             let y = (j + self.ny - cy) % self.ny;
+            ys.push(y);
             // Lengths are fixed by the plan, so this cannot fail.
             let _ = self.r2c.process_with_scratch(
                 &mut buf,
@@ -338,6 +357,7 @@ impl<T: FftFloat> Fft2<T> {
                 &mut scratch,
             );
         }
+        ys
     }
 
     /// Inverse transform, normalised by `1/(ny*nx)`; consumes the spectrum as scratch.
@@ -662,6 +682,32 @@ mod tests {
             let back = f.inverse_t(t);
             let err = (&back - &a).mapv(f64::abs).fold(0.0f64, |m, v| m.max(*v));
             assert!(err < 1e-12, "{ny}x{nx}: round trip error {err}");
+        }
+    }
+
+    #[test]
+    fn into_variants_overwrite_reused_buffers() {
+        let mut seed = 17;
+        for &(ny, nx) in &[(9, 14), (130, 131)] {
+            let f = Fft2::<f64>::new(ny, nx);
+            let a = Array2::from_shape_fn((ny, nx), |_| lcg(&mut seed));
+            let st = Array2::from_shape_fn((7, 5), |_| lcg(&mut seed));
+            // Buffers full of garbage, as a reused buffer is.
+            let junk = Complex::new(1e30, -1e30);
+            let mut spec = Array2::from_elem(f.spectrum_shape_t(), junk);
+            f.forward_t_into(&a.view(), &mut spec);
+            assert_eq!(spec, f.forward_t(&a.view()));
+            let mut sspec = Array2::from_elem(f.spectrum_shape_t(), junk);
+            f.forward_stamp_t_into(&st.view(), &mut sspec);
+            assert_eq!(sspec, f.forward_stamp_t(&st.view()));
+            // Into a strided view of a larger image.
+            let mut big = Array2::from_elem((ny + 3, nx + 4), f64::NAN);
+            let mut view = big.slice_mut(ndarray::s![1..ny + 1, 2..nx + 2]);
+            f.inverse_t_into(&mut spec, &mut view);
+            let back = big.slice(ndarray::s![1..ny + 1, 2..nx + 2]);
+            let err = (&back - &a).mapv(f64::abs).fold(0.0f64, |m, v| m.max(*v));
+            assert!(err < 1e-12, "{ny}x{nx}: {err}");
+            assert!(big[[0, 0]].is_nan(), "nothing written outside the view");
         }
     }
 

@@ -10,7 +10,7 @@ use crate::{
 use diffim_core::fft::{Fft2, fast_shape};
 use diffim_core::mask::{dilate, finite_mask};
 use diffim_core::stats::{mad_std, median};
-use ndarray::{Array2, ArrayView2, Zip, s};
+use ndarray::{Array2, ArrayView2, Axis, Zip, s};
 use rayon::prelude::*;
 
 fn check_shape<T>(
@@ -346,11 +346,25 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         pad(&mut w.r, &|mut d| d.assign(&r_img.slice(region)));
         for (dst, src) in [(&mut w.vn, vn_full), (&mut w.vr, vr_full)] {
             if let (Some(d), Some(src)) = (dst.as_mut(), src) {
-                pad(d, &|d| {
-                    Zip::from(d)
-                        .and(src.slice(region))
-                        .and(bad.slice(region))
-                        .for_each(|v, &x, &m| *v = if m { 0.0 } else { x * x })
+                pad(d, &|mut d| {
+                    for ((mut o, x), m) in d
+                        .rows_mut()
+                        .into_iter()
+                        .zip(src.slice(region).rows())
+                        .zip(bad.slice(region).rows())
+                    {
+                        match (o.as_slice_mut(), x.as_slice(), m.as_slice()) {
+                            (Some(o), Some(x), Some(m)) => {
+                                for ((v, &x), &m) in o.iter_mut().zip(x).zip(m) {
+                                    *v = if m { 0.0 } else { x * x };
+                                }
+                            }
+                            _ => Zip::from(o)
+                                .and(x)
+                                .and(m)
+                                .for_each(|v, &x, &m| *v = if m { 0.0 } else { x * x }),
+                        }
+                    }
                 });
             }
         }
@@ -374,6 +388,9 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             .collect()
     };
     let (wsum_y, wsum_x) = (wsum_axis(ny, &ycores), wsum_axis(nx, &xcores));
+    // Output mask: bad pixels dilated by the PSF half-size. S, Scorr and the flux are zero
+    // there.
+    let mask = dilate(&bad.view(), half);
     let mut ffts_per_tile = 0;
     for chunk in tiles.chunks(batch) {
         let stats: Vec<Result<TileStats, ZogyError>> = chunk
@@ -393,43 +410,53 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             let inv_fs = (1.0 / st.f_s) as f32;
             let reg = s![oy0..oy1, ox0..ox1];
             let cols = ox0 - rx0..ox1 - rx0;
-            Zip::indexed(d.slice_mut(reg).rows_mut())
-                .and(s_out.slice_mut(reg).rows_mut())
-                .and(scorr.slice_mut(reg).rows_mut())
-                .and(flux.slice_mut(reg).rows_mut())
-                .and(flux_err.slice_mut(reg).rows_mut())
-                .par_for_each(|j, mut dr, mut sr, mut cr, mut fr, mut er| {
-                    let y = oy0 + j;
-                    let wy = (blend_weight(y, y0, y1, ny, ov) / wsum_y[y]) as f32;
-                    if wy <= 0.0 {
-                        return;
-                    }
-                    let ty = y - ry0;
-                    let row = |a| &row_of(a, ty)[cols.clone()];
-                    let (tdr, tsr, tsd) = (row(&w.d), row(&w.s), row(&w.sd));
-                    for i in 0..wx.len() {
-                        let wt = wy * wx[i];
-                        if wt <= 0.0 {
-                            continue;
+            let mut views = [&mut d, &mut s_out, &mut scorr, &mut flux, &mut flux_err]
+                .map(|a| a.slice_mut(reg));
+            let [v0, v1, v2, v3, v4] = &mut views;
+            v0.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .zip(v1.axis_iter_mut(Axis(0)))
+                .zip(v2.axis_iter_mut(Axis(0)))
+                .zip(v3.axis_iter_mut(Axis(0)))
+                .zip(v4.axis_iter_mut(Axis(0)))
+                .zip(mask.slice(reg).axis_iter(Axis(0)))
+                .enumerate()
+                .for_each(
+                    |(j, (((((mut dr, mut sr), mut cr), mut fr), mut er), mr))| {
+                        let y = oy0 + j;
+                        let wy = (blend_weight(y, y0, y1, ny, ov) / wsum_y[y]) as f32;
+                        if wy <= 0.0 {
+                            return;
                         }
-                        let (sv, sd) = (tsr[i], tsd[i]);
-                        dr[i] += wt * tdr[i];
-                        sr[i] += wt * sv;
-                        cr[i] += wt * sv / sd;
-                        fr[i] += wt * sv * inv_fs;
-                        er[i] += wt * sd * inv_fs;
-                    }
-                });
+                        let ty = y - ry0;
+                        let row = |a| &row_of(a, ty)[cols.clone()];
+                        let (tdr, tsr, tsd) = (row(&w.d), row(&w.s), row(&w.sd));
+                        let slices = (
+                            dr.as_slice_mut(),
+                            sr.as_slice_mut(),
+                            cr.as_slice_mut(),
+                            fr.as_slice_mut(),
+                            er.as_slice_mut(),
+                            mr.as_slice(),
+                        );
+                        let (Some(dr), Some(sr), Some(cr), Some(fr), Some(er), Some(mr)) = slices
+                        else {
+                            unreachable!("owned planes and mask rows are contiguous")
+                        };
+                        for i in 0..wx.len() {
+                            let wt = wy * wx[i];
+                            let (sv, sd) = (tsr[i], tsd[i]);
+                            dr[i] += wt * tdr[i];
+                            er[i] += wt * sd * inv_fs;
+                            // Weight zero on masked pixels: S, Scorr and the flux stay zero.
+                            let wk = if mr[i] { 0.0 } else { wt };
+                            sr[i] += wk * sv;
+                            cr[i] += wk * sv / sd;
+                            fr[i] += wk * sv * inv_fs;
+                        }
+                    },
+                );
         }
-    }
-    let mask = dilate(&bad.view(), half);
-    // S, Scorr and the flux are zeroed on masked pixels.
-    for a in [&mut s_out, &mut scorr, &mut flux] {
-        Zip::from(a).and(&mask).par_for_each(|o, &m| {
-            if m {
-                *o = 0.0;
-            }
-        });
     }
     let (psf_d, f_s) = centre_products(&model, &pn_c, &pr_c, side);
 
