@@ -187,10 +187,18 @@ pub struct ZogyDiagnostics {
     pub sigma_ref: f64,
     /// Number of tiles (1 for constant PSFs).
     pub n_tiles: usize,
+    /// Tile cores along y, `[start, end)` rows: the seams are at their boundaries (blended
+    /// over [`ZogyParams::tile_overlap`] pixels on each side). The end cores are wider than
+    /// the inner ones, so that every tile fills its fast FFT length.
+    pub tile_rows: Vec<(usize, usize)>,
+    /// Tile cores along x, `[start, end)` columns.
+    pub tile_cols: Vec<(usize, usize)>,
     /// FFT array shape `(ny, nx)` of one tile (padded to a fast size).
     pub pad_shape: (usize, usize),
     /// Full-size 2-D FFTs per tile (4 forward, two of them PSF stamps at half cost, + 2
-    /// inverse; +5 with noise maps; +1 with astrometric noise or the PSF-error term).
+    /// inverse; +5 with noise maps, two of them stamps; +1 with astrometric noise or the
+    /// PSF-error term; +1 with the PSF-wing term). The PSF stamps' transforms are counted
+    /// although constant PSFs share them between tiles.
     pub ffts_per_tile: usize,
     /// Pixels that were masked or non-finite in either input and inpainted.
     pub n_inpainted: usize,

@@ -669,12 +669,16 @@ pub fn subtract_zogy(
     let k = cal.unwrap_or(1.0);
     let f_n = res.beta * opts.params.f_ref;
     let scale = f_n / res.f_d;
-    let diff = res.d.mapv(|v| (v as f64 * scale) as f32);
+    // ZOGY's planes are rescaled in place (no image-sized copies).
+    let mut diff = res.d;
+    diff.par_mapv_inplace(|v| (v as f64 * scale) as f32);
     let noise_d =
-        Zip::from(&res.flux_err).map_collect(|&e| (scale * e as f64 * res.f_s.sqrt()) as f32);
+        Zip::from(&res.flux_err).par_map_collect(|&e| (scale * e as f64 * res.f_s.sqrt()) as f32);
     let fc = flux_corr.map_or(1.0, |c| c.0);
-    let flux = res.flux.mapv(|v| (v as f64 * res.beta * fc) as f32);
-    let flux_err = res.flux_err.mapv(|v| (v as f64 * res.beta * fc * k) as f32);
+    let mut flux = res.flux;
+    flux.par_mapv_inplace(|v| (v as f64 * res.beta * fc) as f32);
+    let mut flux_err = res.flux_err;
+    flux_err.par_mapv_inplace(|v| (v as f64 * res.beta * fc * k) as f32);
     let gains_json = [g_n.summary(), g_t.summary()];
     let diagnostics = serde_json::json!({
         "beta": res.beta,
