@@ -103,7 +103,7 @@ impl<'a, T: Copy> Plane<'a, T> {
 }
 
 /// The row-major values of `a`: borrowed when `a` is in standard layout, else copied.
-fn row_major<'a, T: Copy>(a: &ArrayView2<'a, T>) -> Cow<'a, [T]> {
+pub(crate) fn row_major<'a, T: Copy>(a: &ArrayView2<'a, T>) -> Cow<'a, [T]> {
     match a.to_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(a.iter().copied().collect()),
