@@ -1,6 +1,7 @@
 //! Per-pixel noise model (STDPipe `err=True`) and the separable convolution it shares with
 //! the matched filter.
 
+use crate::clip::sigma_clip_sorted;
 use crate::{Background, ExtractError, check_shape};
 use ndarray::{Array2, ArrayView2, Axis, Zip};
 use rayon::prelude::*;
@@ -156,7 +157,7 @@ const GAIN_SOURCE_NSIGMA: f64 = 4.0;
 /// second pass measures both again without the sources: pixels where the image smoothed by a
 /// Gaussian of sigma 1 px exceeds the sky by 4 sigma of the smoothed noise, grown by
 /// [`GAIN_PAIR_LAG`] px (star wings otherwise add 3-10 % to the variance on sky-sim images).
-/// Images larger than about a megapixel are measured on evenly spaced bands of 64 rows.
+/// Images of more than 2^17 pixels are measured on evenly spaced bands of 32 rows.
 ///
 /// Assumptions, and what breaks them:
 /// - the bias / pedestal is removed (pixel value 0 = no light): a residual pedestal `p`
@@ -189,8 +190,9 @@ pub fn estimate_gain(
         return Err(ExtractError::EmptyImage { ny, nx });
     }
     check_shape("mask", (ny, nx), mask)?;
-    let good = good_mask(image, mask);
-    if !good.iter().any(|&g| g) {
+    let is_good =
+        |y: usize, x: usize| image[[y, x]].is_finite() && !mask.is_some_and(|m| m[[y, x]]);
+    if !(0..ny).any(|y| (0..nx).any(|x| is_good(y, x))) {
         return Err(ExtractError::NoGoodPixels { npix: ny * nx });
     }
     // Row bands: the whole image, or evenly spaced bands of a large one.
@@ -206,26 +208,37 @@ pub fn estimate_gain(
             })
             .collect()
     };
-    let measure = |sources: Option<(f64, f64)>| {
-        let mut values = Vec::new();
-        let mut diffs = Vec::new();
-        for &(y0, y1) in &bands {
+    // The good pixels of the bands (the only pixels measured).
+    let goods: Vec<Array2<bool>> = bands
+        .iter()
+        .map(|&(y0, y1)| {
+            let rows = ndarray::s![y0..y1, ..];
+            good_mask(&image.slice(rows), mask.map(|m| m.slice(rows)).as_ref())
+        })
+        .collect();
+    // Sized once for the most samples a measurement can take (no regrowth).
+    let n_band: usize = bands.iter().map(|&(y0, y1)| (y1 - y0) * nx).sum();
+    let mut values = Vec::with_capacity(n_band);
+    let mut diffs = Vec::with_capacity(2 * n_band);
+    let mut scratch = Vec::with_capacity(2 * n_band);
+    let mut measure = |sources: Option<(f64, f64)>| {
+        values.clear();
+        diffs.clear();
+        for (&(y0, y1), g) in bands.iter().zip(&goods) {
             let img = image.slice(ndarray::s![y0..y1, ..]);
-            let g = good.slice(ndarray::s![y0..y1, ..]);
-            let keep = match sources {
+            match sources {
                 Some((sky, rms)) => {
-                    let src = source_mask(&img, &g, sky, rms);
-                    let mut k = g.to_owned();
+                    let src = source_mask(&img, &g.view(), sky, rms);
+                    let mut k = g.clone();
                     Zip::from(&mut k).and(&src).for_each(|k, &s| *k &= !s);
-                    k
+                    sky_samples(&img, &k.view(), &mut values, &mut diffs);
                 }
-                None => g.to_owned(),
-            };
-            sky_samples(&img, &keep.view(), &mut values, &mut diffs);
+                None => sky_samples(&img, &g.view(), &mut values, &mut diffs),
+            }
         }
         let sky =
-            diffim_core::stats::sigma_clip(&mut values, 3.0, 50).map_or(f64::NAN, |s| s.median);
-        let clipped = diffim_core::stats::sigma_clip(&mut diffs, 3.0, 50);
+            sigma_clip_sorted(&mut values, &mut scratch, 3.0, 50).map_or(f64::NAN, |s| s.median);
+        let clipped = sigma_clip_sorted(&mut diffs, &mut scratch, 3.0, 50);
         let n_pixels = clipped.map_or(0, |c| c.n);
         let sky_rms = clipped.map_or(f64::NAN, |c| c.std / (2f64.sqrt() * CLIP3_STD_FACTOR));
         let fail = move |reason: &'static str| ExtractError::GainUnmeasurable {
@@ -297,17 +310,21 @@ fn sky_samples(
     let (ny, nx) = img.dim();
     let lag = GAIN_PAIR_LAG;
     for y in 0..ny {
+        let (row, krow) = (img.row(y), keep.row(y));
+        let below = (y + lag < ny).then(|| (img.row(y + lag), keep.row(y + lag)));
         for x in 0..nx {
-            if !keep[[y, x]] {
+            if !krow[x] {
                 continue;
             }
-            let v = img[[y, x]] as f64;
+            let v = row[x] as f64;
             values.push(v);
-            if x + lag < nx && keep[[y, x + lag]] {
-                diffs.push(v - img[[y, x + lag]] as f64);
+            if x + lag < nx && krow[x + lag] {
+                diffs.push(v - row[x + lag] as f64);
             }
-            if y + lag < ny && keep[[y + lag, x]] {
-                diffs.push(v - img[[y + lag, x]] as f64);
+            if let Some((brow, bkeep)) = &below
+                && bkeep[x]
+            {
+                diffs.push(v - brow[x] as f64);
             }
         }
     }
