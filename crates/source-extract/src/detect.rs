@@ -1,8 +1,6 @@
 //! Thresholding, connected components, deblending and per-object measurements.
 
-use crate::aperture::{
-    annulus_background, aperture_sum, circle_pixel_overlap, pixel_distance2_range,
-};
+use crate::aperture::{CornerAreas, annulus_background, aperture_sum, pixel_distance2_range};
 use crate::noise::{convolve_separable, gaussian_kernel_1d, good_mask};
 use crate::{Background, ExtractError, check_shape};
 use diffim_core::stats::sigma_clip;
@@ -575,9 +573,11 @@ impl MeasureCtx<'_> {
             self.good[[y, x]] && own.as_ref().is_none_or(|o| o.contains(y, x))
         };
         let rmax = (6.0 * a).clamp(3.0, 60.0);
-        let r_half = half_light_radius(self.sub, &usable, xb, yb, rmax);
+        let mut corners = CornerAreas::new();
+        let r_half = half_light_radius(self.sub, &usable, xb, yb, rmax, &mut corners);
         let sig = r_half.map_or(a.max(0.5), |r| (2.0 / 2.35 * r).max(0.3));
-        let (x, y) = windowed_centroid(self.sub, &usable, xb, yb, sig).unwrap_or((xb, yb));
+        let (x, y) =
+            windowed_centroid(self.sub, &usable, xb, yb, sig, &mut corners).unwrap_or((xb, yb));
 
         // Local background correction from the annulus (on the background-subtracted image).
         let (resid, resid_err) = match p.annulus {
@@ -591,10 +591,10 @@ impl MeasureCtx<'_> {
             self.sub,
             Some(&self.bg.rms.view()),
             &is_bad,
-            x,
-            y,
+            (x, y),
             p.aperture_radius,
             resid,
+            &mut corners,
         );
         flags |= aflags;
         if area <= 0.0 {
@@ -646,20 +646,29 @@ struct RingPixel {
 /// The pixels around a centre sorted by their farthest distance, with the cumulative sum of
 /// their values: the flux in an exact-overlap circle of radius `r` is the cumulative sum of the
 /// pixels entirely inside plus the exact overlaps of the few pixels the circle cuts.
-struct RadialProfile {
+struct RadialProfile<'c> {
     x: f64,
     y: f64,
     px: Vec<RingPixel>,
     /// `cum[k]` = sum of the values of `px[..k]`.
     cum: Vec<f64>,
+    /// Pixel box `(x0, x1), (y0, y1)` of `px`, for the corner areas.
+    bbox: ((i64, i64), (i64, i64)),
+    corners: &'c mut CornerAreas,
 }
 
 /// Pixels cut by a circle of radius `r` have `d2max < (r + CUT_SLACK)^2` (a pixel's farthest
 /// and nearest points are at most sqrt(2) apart).
 const CUT_SLACK: f64 = 1.5;
 
-impl RadialProfile {
-    fn new(mut px: Vec<RingPixel>, x: f64, y: f64) -> Self {
+impl<'c> RadialProfile<'c> {
+    fn new(
+        mut px: Vec<RingPixel>,
+        x: f64,
+        y: f64,
+        bbox: ((i64, i64), (i64, i64)),
+        corners: &'c mut CornerAreas,
+    ) -> Self {
         px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max));
         let mut cum = Vec::with_capacity(px.len() + 1);
         let mut s = 0.0;
@@ -668,7 +677,14 @@ impl RadialProfile {
             s += p.v;
             cum.push(s);
         }
-        Self { x, y, px, cum }
+        Self {
+            x,
+            y,
+            px,
+            cum,
+            bbox,
+            corners,
+        }
     }
 
     /// Index of the first pixel not entirely inside radius `r` (`r2 = r * r`).
@@ -682,15 +698,19 @@ impl RadialProfile {
         self.px[k..].iter().take_while(move |p| p.d2max < lim)
     }
 
-    /// Exact-overlap flux inside radius `r` (as the sum of [`circle_pixel_overlap`] times
-    /// value over all pixels, up to the summation order).
-    fn flux(&self, r: f64) -> f64 {
+    /// Exact-overlap flux inside radius `r` (as the sum of
+    /// [`circle_pixel_overlap`](crate::circle_pixel_overlap) times value over all pixels, up
+    /// to the summation order).
+    fn flux(&mut self, r: f64) -> f64 {
         let r2 = r * r;
         let k = self.inside(r2);
         let mut s = self.cum[k];
-        for p in self.cut_candidates(r, k) {
+        self.corners
+            .start(self.x, self.y, r, self.bbox.0, self.bbox.1);
+        let lim = (r + CUT_SLACK) * (r + CUT_SLACK);
+        for p in self.px[k..].iter().take_while(|p| p.d2max < lim) {
             if p.d2min < r2 {
-                s += circle_pixel_overlap(self.x, self.y, r, p.px, p.py) * p.v;
+                s += self.corners.cut_overlap(p.px as i64, p.py as i64) * p.v;
             }
         }
         s
@@ -736,6 +756,7 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
     x: f64,
     y: f64,
     rmax: f64,
+    corners: &mut CornerAreas,
 ) -> Option<f64> {
     let (ny, nx) = sub.dim();
     let y0 = (y - rmax - 1.0).floor().max(0.0) as usize;
@@ -765,7 +786,8 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
             });
         }
     }
-    let prof = RadialProfile::new(px, x, y);
+    let bbox = ((x0 as i64, x1 as i64), (y0 as i64, y1 as i64));
+    let mut prof = RadialProfile::new(px, x, y, bbox, corners);
     let total = prof.flux(rmax);
     if total.is_nan() || total <= 0.0 {
         return None;
@@ -793,7 +815,7 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
             (hi, f_hi) = (m, fm);
         }
         if prof.increasing_on(lo, hi) {
-            return Some(illinois(&prof, lo, hi, f_lo, f_hi, target));
+            return Some(illinois(&mut prof, lo, hi, f_lo, f_hi, target));
         }
     }
     Some(0.5 * (lo + hi))
@@ -804,7 +826,14 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
 /// of at least the tolerance (so that the far end closes in too) and a bisection whenever
 /// three steps have not halved the bracket. `fa`, `fb` only steer the interpolation (they may
 /// be bounds of the flux at the ends).
-fn illinois(prof: &RadialProfile, mut a: f64, mut b: f64, fa: f64, fb: f64, target: f64) -> f64 {
+fn illinois(
+    prof: &mut RadialProfile,
+    mut a: f64,
+    mut b: f64,
+    fa: f64,
+    fb: f64,
+    target: f64,
+) -> f64 {
     const TOL: f64 = 1e-10;
     let (mut fa, mut fb) = (fa - target, fb - target);
     let mut side = 0i8;
@@ -865,6 +894,7 @@ fn windowed_centroid<G: Fn(usize, usize) -> bool>(
     x0: f64,
     y0: f64,
     sig: f64,
+    corners: &mut CornerAreas,
 ) -> Option<(f64, f64)> {
     let (ny, nx) = sub.dim();
     let r = 4.0 * sig;
@@ -877,6 +907,7 @@ fn windowed_centroid<G: Fn(usize, usize) -> bool>(
         let yhi = ((y + r + 0.5).ceil().max(0.0) as usize).min(ny - 1);
         let xlo = (x - r - 0.5).floor().max(0.0) as usize;
         let xhi = ((x + r + 0.5).ceil().max(0.0) as usize).min(nx - 1);
+        corners.start(x, y, r, (xlo as i64, xhi as i64), (ylo as i64, yhi as i64));
         ex.clear();
         ex.extend((xlo..=xhi).map(|xx| {
             let dx = xx as f64 - x;
@@ -896,7 +927,7 @@ fn windowed_centroid<G: Fn(usize, usize) -> bool>(
                 let ov = if d2max <= r2 {
                     1.0
                 } else {
-                    circle_pixel_overlap(x, y, r, pxf, pyf)
+                    corners.cut_overlap(xx as i64, yy as i64)
                 };
                 if ov <= 0.0 {
                     continue;
@@ -995,6 +1026,7 @@ pub fn estimate_fwhm_with(objects: &[Object], params: &FwhmParams) -> Result<f64
 mod tests {
     use super::*;
     use crate::aperture::EXACT_OVERLAPS;
+    use crate::circle_pixel_overlap;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -1106,6 +1138,8 @@ mod tests {
         let (mut n_fast, mut n_ref) = (0u64, 0u64);
         let (mut w_fast, mut w_ref) = (0u64, 0u64);
         let (mut cases, mut compared) = (0, 0);
+        // One corner cache across all calls, as each object measurement shares one.
+        let mut corners = CornerAreas::new();
         // (kind, size parameter, noise rms relative to the peak)
         let profiles = [
             (0, 0.8, 0.0),
@@ -1166,7 +1200,7 @@ mod tests {
                 );
                 let rmax = rng.random_range(3.0..12.0);
                 let c0 = exact_count();
-                let fast = half_light_radius(&view, &good, xb, yb, rmax);
+                let fast = half_light_radius(&view, &good, xb, yb, rmax, &mut corners);
                 let c1 = exact_count();
                 let slow = half_light_radius_ref(&view, &good, xb, yb, rmax);
                 let c2 = exact_count();
@@ -1179,7 +1213,7 @@ mod tests {
                 }
                 let sig = slow.map_or(1.0, |r| (2.0 / 2.35 * r).max(0.3));
                 let c0 = exact_count();
-                let fast = windowed_centroid(&view, &good, xb, yb, sig);
+                let fast = windowed_centroid(&view, &good, xb, yb, sig, &mut corners);
                 let c1 = exact_count();
                 let slow = windowed_centroid_ref(&view, &good, xb, yb, sig);
                 let c2 = exact_count();
