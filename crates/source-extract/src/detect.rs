@@ -129,14 +129,23 @@ pub fn detect(
     validate(params)?;
 
     let good = good_mask(image, mask);
+    // The background-subtracted image and (unfiltered detection) the pixels above threshold,
+    // in one pass.
+    let thr = params.threshold as f32;
+    let unfiltered = params.filter_fwhm.is_none();
     let mut sub = Array2::<f32>::zeros(dim);
+    let mut above = Array2::<bool>::from_elem(dim, false);
     Zip::from(&mut sub)
+        .and(&mut above)
         .and(image)
         .and(&background.background)
+        .and(&background.rms)
         .and(&good)
-        .par_for_each(|s, &i, &b, &g| {
+        .par_for_each(|s, a, &i, &b, &n, &g| {
             if g {
-                *s = i - b;
+                let d = i - b;
+                *s = d;
+                *a = unfiltered && d > thr * n && d > 0.0;
             }
         });
 
@@ -159,13 +168,13 @@ pub fn detect(
         Some((d, n)) => (d.view(), n.view()),
         None => (sub.view(), background.rms.view()),
     };
-    let thr = params.threshold as f32;
-    let mut above = Array2::<bool>::from_elem(dim, false);
-    Zip::from(&mut above)
-        .and(&det)
-        .and(&det_noise)
-        .and(&good)
-        .par_for_each(|a, &d, &n, &g| *a = g && d > thr * n && d > 0.0);
+    if !unfiltered {
+        Zip::from(&mut above)
+            .and(&det)
+            .and(&det_noise)
+            .and(&good)
+            .par_for_each(|a, &d, &n, &g| *a = g && d > thr * n && d > 0.0);
+    }
 
     let components = connected_components(&above.view(), params.min_area);
 
@@ -718,6 +727,40 @@ struct RadialProfile<'c> {
     corners: &'c mut CornerAreas,
 }
 
+/// Sorts `px` by `d2max` exactly as `px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max))`
+/// does, faster: a sort of integers made of the key's high bits and the pixel's index. That
+/// order is the only sorted order when no two keys share their high bits; otherwise (ties
+/// and near-ties) the original sort, whose order among equal keys is its own.
+fn sort_by_d2max(px: &mut Vec<RingPixel>) {
+    let n = px.len();
+    let idx_bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    if n < 2 || idx_bits > 24 {
+        px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max));
+        return;
+    }
+    // Order-preserving integer key of an f64 (the order of `total_cmp`), low bits replaced by
+    // the index.
+    let key = |v: f64| {
+        let b = v.to_bits();
+        if b >> 63 == 1 { !b } else { b | (1 << 63) }
+    };
+    let low = (1u64 << idx_bits) - 1;
+    let mut keys: Vec<u64> = px
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (key(p.d2max) & !low) | i as u64)
+        .collect();
+    keys.sort_unstable();
+    if keys
+        .windows(2)
+        .any(|w| w[0] >> idx_bits == w[1] >> idx_bits)
+    {
+        px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max));
+        return;
+    }
+    *px = keys.iter().map(|&k| px[(k & low) as usize]).collect();
+}
+
 /// Pixels cut by a circle of radius `r` have `d2max < (r + CUT_SLACK)^2` (a pixel's farthest
 /// and nearest points are at most sqrt(2) apart).
 const CUT_SLACK: f64 = 1.5;
@@ -730,7 +773,7 @@ impl<'c> RadialProfile<'c> {
         bbox: ((i64, i64), (i64, i64)),
         corners: &'c mut CornerAreas,
     ) -> Self {
-        px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max));
+        sort_by_d2max(&mut px);
         let mut cum = Vec::with_capacity(px.len() + 1);
         let mut s = 0.0;
         cum.push(s);
@@ -1325,6 +1368,47 @@ mod tests {
         }
         children.retain(|c| !c.is_empty());
         children
+    }
+
+    /// The integer-key sort gives the order of `sort_unstable_by(total_cmp)`, with and without
+    /// ties (equal keys fall back to that very sort).
+    #[test]
+    fn d2max_sort_is_the_unstable_sort() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for case in 0..200 {
+            let n = [0, 1, 2, 19, 450, 1500][case % 6];
+            let px: Vec<RingPixel> = (0..n)
+                .map(|i| {
+                    let d = if case % 3 == 0 {
+                        // Mirror-symmetric offsets: many equal keys.
+                        let (a, b) = (
+                            rng.random_range(0..12) as f64,
+                            rng.random_range(0..12) as f64,
+                        );
+                        (a + 0.3).powi(2) + (b + 0.3).powi(2)
+                    } else {
+                        rng.random_range(0.0..300.0)
+                    };
+                    RingPixel {
+                        d2min: d * 0.5,
+                        d2max: d,
+                        px: i as f64,
+                        py: -(i as f64),
+                        v: rng.random_range(-1.0..1.0),
+                    }
+                })
+                .collect();
+            let mut a = px.clone();
+            sort_by_d2max(&mut a);
+            let mut b = px;
+            b.sort_unstable_by(|p, q| p.d2max.total_cmp(&q.d2max));
+            let bits = |v: &[RingPixel]| -> Vec<(u64, u64, u64)> {
+                v.iter()
+                    .map(|p| (p.d2max.to_bits(), p.px.to_bits(), p.v.to_bits()))
+                    .collect()
+            };
+            assert_eq!(bits(&a), bits(&b), "case {case}");
+        }
     }
 
     /// Deblending against the original on random blends of 2-4 Gaussian sources (with
