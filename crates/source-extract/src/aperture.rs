@@ -162,25 +162,26 @@ impl CornerAreas {
 /// classification uses these very numbers, so callers can skip pixels safely.
 #[inline]
 pub(crate) fn pixel_distance2_range(cx: f64, cy: f64, px: f64, py: f64) -> (f64, f64) {
-    let (x0, x1) = (px - 0.5 - cx, px + 0.5 - cx);
-    let (y0, y1) = (py - 0.5 - cy, py + 0.5 - cy);
-    let nx = if x0 > 0.0 {
-        x0
-    } else if x1 < 0.0 {
-        -x1
+    let (nx2, fx2) = axis_distance2(cx, px);
+    let (ny2, fy2) = axis_distance2(cy, py);
+    (nx2 + ny2, fx2 + fy2)
+}
+
+/// One axis of [`pixel_distance2_range`]: the squared distances from `c` to the nearest and
+/// to the farthest point of the pixel `[p - 0.5, p + 0.5]` (the range is the sum of the two
+/// axes' terms, so callers can compute them once per row and per column).
+#[inline]
+pub(crate) fn axis_distance2(c: f64, p: f64) -> (f64, f64) {
+    let (a0, a1) = (p - 0.5 - c, p + 0.5 - c);
+    let n = if a0 > 0.0 {
+        a0
+    } else if a1 < 0.0 {
+        -a1
     } else {
         0.0
     };
-    let ny = if y0 > 0.0 {
-        y0
-    } else if y1 < 0.0 {
-        -y1
-    } else {
-        0.0
-    };
-    let fx = x0.abs().max(x1.abs());
-    let fy = y0.abs().max(y1.abs());
-    (nx * nx + ny * ny, fx * fx + fy * fy)
+    let f = a0.abs().max(a1.abs());
+    (n * n, f * f)
 }
 
 /// Signed area of `{0 <= X <= x, 0 <= Y <= y} ∩ disc(r)` (odd in `x` and in `y`).

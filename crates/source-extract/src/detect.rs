@@ -1,6 +1,6 @@
 //! Thresholding, connected components, deblending and per-object measurements.
 
-use crate::aperture::{CornerAreas, annulus_background, aperture_sum, pixel_distance2_range};
+use crate::aperture::{CornerAreas, annulus_background, aperture_sum, axis_distance2};
 use crate::noise::{convolve_separable, gaussian_kernel_1d, good_mask};
 use crate::{Background, ExtractError, check_shape};
 use diffim_core::stats::sigma_clip;
@@ -537,6 +537,15 @@ fn deblend(
     children
 }
 
+/// Row `y` of `a` as a slice (a copy when the row is not contiguous).
+fn row_slice<'b>(a: &'b ArrayView2<'_, f32>, y: usize) -> std::borrow::Cow<'b, [f32]> {
+    let row = a.row(y);
+    match row.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(row.to_vec()),
+    }
+}
+
 /// A set of pixels as a bitmap over their bounding box.
 struct PixelSet {
     y0: usize,
@@ -869,23 +878,25 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
     let x1 = ((x + rmax + 1.0).ceil().max(0.0) as usize).min(nx - 1);
     let r2max = rmax * rmax;
     let mut px = Vec::with_capacity((y1 + 1).saturating_sub(y0) * (x1 + 1).saturating_sub(x0));
+    let cols: Vec<(f64, f64)> = (x0..=x1).map(|xx| axis_distance2(x, xx as f64)).collect();
     for yy in y0..=y1 {
-        let row = sub.row(yy);
-        for xx in x0..=x1 {
+        let row = row_slice(sub, yy);
+        let (ny2, fy2) = axis_distance2(y, yy as f64);
+        for (xx, &(nx2, fx2)) in (x0..=x1).zip(&cols) {
             if !good(yy, xx) {
                 continue;
             }
-            let (pxf, pyf) = (xx as f64, yy as f64);
-            let (d2min, d2max) = pixel_distance2_range(x, y, pxf, pyf);
+            // pixel_distance2_range, from the row and column terms.
+            let d2min = nx2 + ny2;
             // Pixels outside every circle of radius <= rmax never contribute.
             if d2min >= r2max {
                 continue;
             }
             px.push(RingPixel {
                 d2min,
-                d2max,
-                px: pxf,
-                py: pyf,
+                d2max: fx2 + fy2,
+                px: xx as f64,
+                py: yy as f64,
                 v: row[xx] as f64,
             });
         }
@@ -1005,30 +1016,32 @@ fn windowed_centroid<G: Fn(usize, usize) -> bool>(
     let r2 = r * r;
     let inv2s2 = 1.0 / (2.0 * sig * sig);
     let (mut x, mut y) = (x0, y0);
-    let mut ex: Vec<f64> = Vec::new();
+    // Per column: the x terms of the pixel distance range, the window factor and dx.
+    let mut cols: Vec<(f64, f64, f64, f64)> = Vec::new();
     for _ in 0..16 {
         let ylo = (y - r - 0.5).floor().max(0.0) as usize;
         let yhi = ((y + r + 0.5).ceil().max(0.0) as usize).min(ny - 1);
         let xlo = (x - r - 0.5).floor().max(0.0) as usize;
         let xhi = ((x + r + 0.5).ceil().max(0.0) as usize).min(nx - 1);
         corners.start(x, y, r, (xlo as i64, xhi as i64), (ylo as i64, yhi as i64));
-        ex.clear();
-        ex.extend((xlo..=xhi).map(|xx| {
+        cols.clear();
+        cols.extend((xlo..=xhi).map(|xx| {
+            let (n2, f2) = axis_distance2(x, xx as f64);
             let dx = xx as f64 - x;
-            (-(dx * dx) * inv2s2).exp()
+            (n2, f2, (-(dx * dx) * inv2s2).exp(), dx)
         }));
         let (mut tv, mut dxs, mut dys) = (0.0, 0.0, 0.0);
         for yy in ylo..=yhi {
+            let (ny2, fy2) = axis_distance2(y, yy as f64);
             let dy = yy as f64 - y;
             let ey = (-(dy * dy) * inv2s2).exp();
-            let row = sub.row(yy);
-            for (xx, &exx) in (xlo..=xhi).zip(&ex) {
-                let (pxf, pyf) = (xx as f64, yy as f64);
-                let (d2min, d2max) = pixel_distance2_range(x, y, pxf, pyf);
-                if d2min >= r2 || !good(yy, xx) {
+            let row = row_slice(sub, yy);
+            for (xx, &(nx2, fx2, exx, dx)) in (xlo..=xhi).zip(&cols) {
+                // pixel_distance2_range, from the row and column terms.
+                if nx2 + ny2 >= r2 || !good(yy, xx) {
                     continue;
                 }
-                let ov = if d2max <= r2 {
+                let ov = if fx2 + fy2 <= r2 {
                     1.0
                 } else {
                     corners.cut_overlap(xx as i64, yy as i64)
@@ -1038,7 +1051,7 @@ fn windowed_centroid<G: Fn(usize, usize) -> bool>(
                 }
                 let w = ov * (exx * ey) * row[xx] as f64;
                 tv += w;
-                dxs += w * (pxf - x);
+                dxs += w * dx;
                 dys += w * dy;
             }
         }
