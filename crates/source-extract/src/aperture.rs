@@ -73,7 +73,9 @@ thread_local! {
 /// [`CornerAreas::cut_overlap`] is bitwise [`circle_pixel_overlap`] for a pixel whose nearest
 /// point lies inside the circle and farthest point outside (a corner's offset from the centre
 /// is the same number whichever of its pixels it is computed for: `(p + 1) - 0.5` and
-/// `p + 0.5` are the same exact value).
+/// `p + 0.5` are the same exact value). The terms of [`quadrant_area`] that depend on one
+/// coordinate only (the clamped offset, its square roots) are kept per corner column and
+/// per corner row.
 pub(crate) struct CornerAreas {
     cx: f64,
     cy: f64,
@@ -86,7 +88,39 @@ pub(crate) struct CornerAreas {
     q: Vec<f64>,
     /// `stamp[k] == generation`: `q[k]` holds corner `k`'s area for the current circle.
     stamp: Vec<u32>,
+    cols: Vec<(AxisTerms, u32)>,
+    rows: Vec<(AxisTerms, u32)>,
     generation: u32,
+}
+
+/// The terms of [`quadrant_area`] of one corner coordinate `t` (an x or a y offset).
+#[derive(Debug, Clone, Copy, Default)]
+struct AxisTerms {
+    /// `t.signum()`.
+    sign: f64,
+    /// `|t|` clamped to `r`.
+    a: f64,
+    /// `a * a`.
+    a2: f64,
+    /// `sqrt(max(r^2 - a^2, 0))` (`sx` for an x offset, `xc` for a y offset).
+    s: f64,
+    /// `sqrt(max(r^2 - s^2, 0))` (`sxc`, used for y offsets only).
+    ss: f64,
+}
+
+impl AxisTerms {
+    fn new(t: f64, r: f64) -> Self {
+        let a = t.abs().min(r);
+        let r2 = r * r;
+        let s = (r2 - a * a).max(0.0).sqrt();
+        Self {
+            sign: t.signum(),
+            a,
+            a2: a * a,
+            s,
+            ss: (r2 - s * s).max(0.0).sqrt(),
+        }
+    }
 }
 
 impl CornerAreas {
@@ -100,6 +134,8 @@ impl CornerAreas {
             w: 0,
             q: Vec::new(),
             stamp: Vec::new(),
+            cols: Vec::new(),
+            rows: Vec::new(),
             generation: 0,
         }
     }
@@ -115,29 +151,74 @@ impl CornerAreas {
         (y0, y1): (i64, i64),
     ) {
         let w = x1.saturating_sub(x0).saturating_add(2).max(0) as usize;
-        let n = w * y1.saturating_sub(y0).saturating_add(2).max(0) as usize;
+        let h = y1.saturating_sub(y0).saturating_add(2).max(0) as usize;
+        let n = w * h;
         if self.q.len() < n {
             self.q.resize(n, 0.0);
             self.stamp.resize(n, 0);
         }
+        if self.cols.len() < w {
+            self.cols.resize(w, Default::default());
+        }
+        if self.rows.len() < h {
+            self.rows.resize(h, Default::default());
+        }
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             self.stamp.fill(0);
+            self.cols.iter_mut().for_each(|c| c.1 = 0);
+            self.rows.iter_mut().for_each(|c| c.1 = 0);
             self.generation = 1;
         }
         (self.cx, self.cy, self.r, self.x0, self.y0, self.w) = (cx, cy, r, x0, y0, w);
     }
 
-    /// Quadrant area at corner `(i, j)` (the lower-left corner of pixel `(x0 + i, y0 + j)`).
+    /// Terms of corner column `i` (x offset of the left edge of pixel `x0 + i`).
+    #[inline]
+    fn col(&mut self, i: usize) -> AxisTerms {
+        let (t, g) = self.cols[i];
+        if g == self.generation {
+            return t;
+        }
+        let t = AxisTerms::new((self.x0 + i as i64) as f64 - 0.5 - self.cx, self.r);
+        self.cols[i] = (t, self.generation);
+        t
+    }
+
+    /// Terms of corner row `j` (y offset of the lower edge of pixel row `y0 + j`).
+    #[inline]
+    fn row(&mut self, j: usize) -> AxisTerms {
+        let (t, g) = self.rows[j];
+        if g == self.generation {
+            return t;
+        }
+        let t = AxisTerms::new((self.y0 + j as i64) as f64 - 0.5 - self.cy, self.r);
+        self.rows[j] = (t, self.generation);
+        t
+    }
+
+    /// Quadrant area at corner `(i, j)` (the lower-left corner of pixel `(x0 + i, y0 + j)`):
+    /// [`quadrant_area`] from the column and row terms.
     #[inline]
     fn corner(&mut self, i: usize, j: usize) -> f64 {
         let k = j * self.w + i;
         if self.stamp[k] == self.generation {
             return self.q[k];
         }
-        let x = (self.x0 + i as i64) as f64 - 0.5 - self.cx;
-        let y = (self.y0 + j as i64) as f64 - 0.5 - self.cy;
-        let a = quadrant_area(x, y, self.r);
+        let (xt, yt) = (self.col(i), self.row(j));
+        let r = self.r;
+        let s = xt.sign * yt.sign;
+        let (x, y) = (xt.a, yt.a);
+        let a = if s == 0.0 {
+            0.0
+        } else if xt.a2 + yt.a2 <= r * r {
+            s * x * y
+        } else {
+            let r2 = r * r;
+            let (xc, sx, sxc) = (yt.s, xt.s, yt.ss);
+            let dang = ((x * sxc - xc * sx) / r2).clamp(-1.0, 1.0).asin();
+            s * (y * xc + 0.5 * (x * sx - xc * sxc + r2 * dang))
+        };
         self.q[k] = a;
         self.stamp[k] = self.generation;
         a
