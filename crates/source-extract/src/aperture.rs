@@ -1,7 +1,7 @@
 //! Circular-aperture photometry with exact pixel/circle overlap and an annulus background.
 
+use crate::clip::sigma_clip_finite;
 use crate::detect::{FLAG_APERTURE_TRUNCATED, FLAG_EDGE, FLAG_MASKED};
-use diffim_core::stats::sigma_clip;
 use ndarray::ArrayView2;
 
 /// Parameters of [`aperture_photometry`].
@@ -318,7 +318,7 @@ pub(crate) fn annulus_background(
             }
         }
     }
-    let s = sigma_clip(&mut vals, 3.0, 5)?;
+    let s = sigma_clip_finite(&mut vals, 3.0, 5)?;
     Some((s.mean, s.std / (s.n as f64).sqrt()))
 }
 
