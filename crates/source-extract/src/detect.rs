@@ -176,7 +176,7 @@ pub fn detect(
             .par_for_each(|a, &d, &n, &g| *a = g && d > thr * n && d > 0.0);
     }
 
-    let components = connected_components(&above.view(), params.min_area);
+    let components = connected_components(above, params.min_area);
 
     // Deblend and measure, in parallel over components.
     let ctx = MeasureCtx {
@@ -252,44 +252,51 @@ fn validate(p: &DetectParams) -> Result<(), ExtractError> {
 }
 
 /// 8-connected components of `mask` with at least `min_area` pixels, as lists of `(y, x)`
-/// (depth-first order from the first pixel in raster order).
-fn connected_components(mask: &ArrayView2<bool>, min_area: usize) -> Vec<Vec<(usize, usize)>> {
+/// (depth-first order from the first pixel in raster order). Consumes the mask: a pixel is
+/// cleared when it joins a component (so no separate visited map), and the raster scan skips
+/// runs of clear pixels a block at a time.
+fn connected_components(mut mask: Array2<bool>, min_area: usize) -> Vec<Vec<(usize, usize)>> {
+    const BLOCK: usize = 64;
     let (ny, nx) = mask.dim();
-    let owned: Vec<bool>;
-    let m: &[bool] = match mask.as_slice() {
+    let mut owned: Vec<bool>;
+    let m: &mut [bool] = match mask.as_slice_mut() {
         Some(s) => s,
         None => {
             owned = mask.iter().copied().collect();
-            &owned
+            &mut owned
         }
     };
-    // seen[i]: pixel i was pushed (only meaningful where m[i]).
-    let mut seen = vec![false; ny * nx];
     let mut out = Vec::new();
     let mut stack = Vec::new();
-    for start in 0..ny * nx {
-        if !m[start] || seen[start] {
+    for b0 in (0..ny * nx).step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(ny * nx);
+        if !m[b0..b1].iter().fold(false, |a, &v| a | v) {
             continue;
         }
-        let mut comp = Vec::new();
-        seen[start] = true;
-        stack.push(start);
-        while let Some(i) = stack.pop() {
-            let (y, x) = (i / nx, i % nx);
-            comp.push((y, x));
-            for yy in y.saturating_sub(1)..=(y + 1).min(ny - 1) {
-                let base = yy * nx;
-                for xx in x.saturating_sub(1)..=(x + 1).min(nx - 1) {
-                    let j = base + xx;
-                    if m[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
+        for start in b0..b1 {
+            if !m[start] {
+                continue;
+            }
+            let mut comp = Vec::new();
+            m[start] = false;
+            stack.push(start);
+            while let Some(i) = stack.pop() {
+                let (y, x) = (i / nx, i % nx);
+                comp.push((y, x));
+                for yy in y.saturating_sub(1)..=(y + 1).min(ny - 1) {
+                    let base = yy * nx;
+                    for xx in x.saturating_sub(1)..=(x + 1).min(nx - 1) {
+                        let j = base + xx;
+                        if m[j] {
+                            m[j] = false;
+                            stack.push(j);
+                        }
                     }
                 }
             }
-        }
-        if comp.len() >= min_area {
-            out.push(comp);
+            if comp.len() >= min_area {
+                out.push(comp);
+            }
         }
     }
     out
@@ -455,6 +462,8 @@ fn deblend(
         // components in the same order as scanning all of `set`.
         cur.clear();
         cur.extend_from_slice(&set);
+        // Pixels above the last level labelled (which did not split).
+        let mut labelled = None;
         for (k, &t) in levels.iter().enumerate().skip(start) {
             cur.retain(|&p| v[p] > t);
             // Two significant branches need `2 min_area` pixels, and the pixels above the
@@ -462,6 +471,11 @@ fn deblend(
             if cur.len() < 2 * params.min_area {
                 break;
             }
+            // The same pixels as at the last level labelled: the same subsets, no split.
+            if labelled == Some(cur.len()) {
+                continue;
+            }
+            labelled = Some(cur.len());
             stamp += 2;
             sub_components(
                 &adj,
@@ -1383,6 +1397,65 @@ mod tests {
         children
     }
 
+    /// The original labelling (a separate visited map, a full raster scan).
+    fn connected_components_ref(
+        mask: &ArrayView2<bool>,
+        min_area: usize,
+    ) -> Vec<Vec<(usize, usize)>> {
+        let (ny, nx) = mask.dim();
+        let m: Vec<bool> = mask.iter().copied().collect();
+        let mut seen = vec![false; ny * nx];
+        let mut out = Vec::new();
+        let mut stack = Vec::new();
+        for start in 0..ny * nx {
+            if !m[start] || seen[start] {
+                continue;
+            }
+            let mut comp = Vec::new();
+            seen[start] = true;
+            stack.push(start);
+            while let Some(i) = stack.pop() {
+                let (y, x) = (i / nx, i % nx);
+                comp.push((y, x));
+                for yy in y.saturating_sub(1)..=(y + 1).min(ny - 1) {
+                    let base = yy * nx;
+                    for xx in x.saturating_sub(1)..=(x + 1).min(nx - 1) {
+                        let j = base + xx;
+                        if m[j] && !seen[j] {
+                            seen[j] = true;
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+            if comp.len() >= min_area {
+                out.push(comp);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn connected_components_match_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(31);
+        for case in 0..100 {
+            let (ny, nx) = (1 + case % 37, 1 + (case * 7) % 150);
+            let p = [0.02, 0.2, 0.5, 0.9][case % 4];
+            let mask = Array2::from_shape_fn((ny, nx), |_| rng.random::<f64>() < p);
+            for min_area in [1, 3, 8] {
+                let a = connected_components(mask.clone(), min_area);
+                let b = connected_components_ref(&mask.view(), min_area);
+                assert_eq!(a, b, "case {case}");
+                // A mask with swapped axes (not standard layout) takes the copy.
+                let mut t = mask.clone();
+                t.swap_axes(0, 1);
+                let tt = mask.t();
+                let a = connected_components(t, min_area);
+                assert_eq!(a, connected_components_ref(&tt, min_area), "case {case} t");
+            }
+        }
+    }
+
     /// The integer-key sort gives the order of `sort_unstable_by(total_cmp)`, with and without
     /// ties (equal keys fall back to that very sort).
     #[test]
@@ -1466,7 +1539,7 @@ mod tests {
                 ..Default::default()
             };
             let above = img.mapv(|v| v > 2.0);
-            for comp in connected_components(&above.view(), params.min_area) {
+            for comp in connected_components(above, params.min_area) {
                 let a = deblend(&comp, &img.view(), &rms.view(), &params);
                 let b = deblend_ref(&comp, &img.view(), &rms.view(), &params);
                 assert_eq!(a, b, "case {case}");
