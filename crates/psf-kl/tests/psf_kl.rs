@@ -134,6 +134,28 @@ fn constant_psf_collapses_to_one_basis_element() {
     }
 }
 
+/// `measure_star_fwhm = false` skips the per-star FWHM fits and changes nothing else.
+#[test]
+fn star_fwhm_switch_changes_nothing_else() {
+    let pair = simulate(&SimConfig::default().with_seed(5)).unwrap();
+    let on = params_for(&pair);
+    assert!(on.measure_star_fwhm, "on by default");
+    let off = PsfEstimateParams {
+        measure_star_fwhm: false,
+        ..on.clone()
+    };
+    let run = |p: &PsfEstimateParams| {
+        estimate_psf(&pair.science.view(), Some(&pair.science_mask.view()), p).unwrap()
+    };
+    let (a, b) = (run(&on), run(&off));
+    assert!(a.fwhm_stars.is_finite() && b.fwhm_stars.is_nan());
+    assert_eq!(a.objects, b.objects);
+    assert_eq!(a.stars, b.stars);
+    assert_eq!(a.background, b.background);
+    assert_eq!(a.fwhm.to_bits(), b.fwhm.to_bits());
+    assert_eq!(a.model.psf_at(100.0, 150.0), b.model.psf_at(100.0, 150.0));
+}
+
 #[test]
 fn model_round_trips_through_parts_and_convolves() {
     let cfg = SimConfig::varying_psf().with_size(256, 256);

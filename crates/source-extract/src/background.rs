@@ -128,27 +128,27 @@ pub fn estimate_background(
     let nbx = nx.div_ceil(bs);
     let nby = ny.div_ceil(bs);
 
-    // Per-box statistics, in parallel over boxes.
+    // Per-box statistics, in parallel over boxes; each worker reuses its pixel and histogram
+    // buffers.
     let stats: Vec<Option<(f32, f32)>> = (0..nbx * nby)
         .into_par_iter()
-        .map(|k| {
-            let (by, bx) = (k / nbx, k % nbx);
-            let (y0, x0) = (by * bs, bx * bs);
-            let (y1, x1) = ((y0 + bs).min(ny), (x0 + bs).min(nx));
-            let mut vals = Vec::with_capacity((y1 - y0) * (x1 - x0));
-            for y in y0..y1 {
-                for x in x0..x1 {
-                    if good(y, x) {
-                        vals.push(image[[y, x]]);
-                    }
+        .map_init(
+            || (Vec::new(), HistScratch::default()),
+            |(vals, scratch), k| {
+                let (by, bx) = (k / nbx, k % nbx);
+                let (y0, x0) = (by * bs, bx * bs);
+                let (y1, x1) = ((y0 + bs).min(ny), (x0 + bs).min(nx));
+                vals.clear();
+                for y in y0..y1 {
+                    good_pixels(image, mask, y, x0..x1, vals);
                 }
-            }
-            let area = ((y1 - y0) * (x1 - x0)) as f64;
-            if vals.is_empty() || (vals.len() as f64) < area * f {
-                return None;
-            }
-            box_statistics(&vals, params.estimator)
-        })
+                let area = ((y1 - y0) * (x1 - x0)) as f64;
+                if vals.is_empty() || (vals.len() as f64) < area * f {
+                    return None;
+                }
+                box_statistics(vals, params.estimator, scratch)
+            },
+        )
         .collect();
 
     let n_good_boxes = stats.iter().filter(|s| s.is_some()).count();
@@ -195,8 +195,60 @@ pub fn estimate_background(
     })
 }
 
+/// Appends the good (finite, unmasked) pixels of row `y`, columns `xs`, to `out`, in order.
+fn good_pixels(
+    image: &ArrayView2<f32>,
+    mask: Option<&ArrayView2<bool>>,
+    y: usize,
+    xs: std::ops::Range<usize>,
+    out: &mut Vec<f32>,
+) {
+    let row = image.row(y);
+    let mrow = mask.map(|m| m.row(y));
+    let start = out.len();
+    out.resize(start + xs.len(), 0.0);
+    let dst = &mut out[start..];
+    // Branch-free compaction: every pixel is written at the next free slot, which only
+    // advances past good ones.
+    let mut k = 0;
+    match (row.as_slice(), mrow.as_ref().map(|m| m.as_slice())) {
+        (Some(r), None) => {
+            for &v in &r[xs] {
+                dst[k] = v;
+                k += usize::from(v.is_finite());
+            }
+        }
+        (Some(r), Some(Some(m))) => {
+            for (&v, &b) in r[xs.clone()].iter().zip(&m[xs]) {
+                dst[k] = v;
+                k += usize::from(v.is_finite() & !b);
+            }
+        }
+        _ => {
+            for x in xs {
+                let v = row[x];
+                dst[k] = v;
+                k += usize::from(v.is_finite() & !mrow.as_ref().is_some_and(|m| m[x]));
+            }
+        }
+    }
+    out.truncate(start + k);
+}
+
+/// Scratch of [`box_statistics`]: the histogram and its cumulative counts and moments.
+#[derive(Default)]
+struct HistScratch {
+    histo: Vec<u64>,
+    cum: [Vec<u64>; 3],
+}
+
 /// Sky level and sigma of one box from its good pixel values (non-empty).
-fn box_statistics(vals: &[f32], estimator: BackgroundEstimator) -> Option<(f32, f32)> {
+fn box_statistics(
+    vals: &[f32],
+    estimator: BackgroundEstimator,
+    scratch: &mut HistScratch,
+) -> Option<(f32, f32)> {
+    let histo = &mut scratch.histo;
     if estimator == BackgroundEstimator::SigmaClipMode {
         let mut v: Vec<f64> = vals.iter().map(|&x| x as f64).collect();
         let s = sigma_clip(&mut v, 3.0, 10)?;
@@ -223,7 +275,8 @@ fn box_statistics(vals: &[f32], estimator: BackgroundEstimator) -> Option<(f32, 
         1.0
     };
     let qzero = (mean - QUANTIF_NSIGMA * sigma) as f32;
-    let mut histo = vec![0u64; nlevels];
+    histo.clear();
+    histo.resize(nlevels, 0);
     let cste = 0.499_999_f32 - qzero / qscale;
     for &v in vals {
         // Truncation toward zero, as SExtractor: values just below bin 0 land in bin 0.
@@ -235,7 +288,8 @@ fn box_statistics(vals: &[f32], estimator: BackgroundEstimator) -> Option<(f32, 
             }
         }
     }
-    let (mea, med, sig) = histogram_clip(&histo, mean, qzero as f64, qscale as f64);
+    let (mea, med, sig) =
+        histogram_clip(histo, mean, qzero as f64, qscale as f64, &mut scratch.cum);
     let level = match estimator {
         BackgroundEstimator::ClippedMean => mea,
         _ => {
@@ -274,7 +328,13 @@ fn mean_sigma<I: Iterator<Item = f64>>(it: I) -> (f64, f64, usize) {
 
 /// Iterative 3-sigma clipping of a histogram about its (interpolated) median. Returns
 /// `(mean, median, sigma)` in bin units.
-fn histogram_clip(histo: &[u64], mean0: f64, qzero: f64, qscale: f64) -> (f64, f64, f64) {
+fn histogram_clip(
+    histo: &[u64],
+    mean0: f64,
+    qzero: f64,
+    qscale: f64,
+    cum: &mut [Vec<u64>; 3],
+) -> (f64, f64, f64) {
     let nlevelsm1 = histo.len() as i64 - 1;
     let (mut lcut, mut hcut) = (0i64, nlevelsm1);
     let mut sig = 10.0 * nlevelsm1 as f64;
@@ -292,24 +352,28 @@ fn histogram_clip(histo: &[u64], mean0: f64, qzero: f64, qscale: f64) -> (f64, f
     // Cumulative counts, first and second moments: exact integers (as are the f64 sums of
     // the direct loop, which stay far below 2^53), so the range sums are identical.
     let nl = histo.len();
-    let (mut c0, mut c1, mut c2) = (
-        Vec::with_capacity(nl + 1),
-        Vec::with_capacity(nl + 1),
-        Vec::with_capacity(nl + 1),
-    );
-    let (mut a0, mut a1, mut a2) = (0u64, 0u64, 0u64);
-    c0.push(0);
-    c1.push(0);
-    c2.push(0);
-    for (i, &p) in histo.iter().enumerate() {
-        let i = i as u64;
-        a0 += p;
-        a1 += p * i;
-        a2 += p * i * i;
-        c0.push(a0);
-        c1.push(a1);
-        c2.push(a2);
+    let [c0, c1, c2] = cum;
+    for c in [&mut *c0, &mut *c1, &mut *c2] {
+        c.clear();
+        c.push(0);
     }
+    // (Exact-size iterators: no capacity check per bin.)
+    let mut a = 0u64;
+    c0.extend(histo.iter().map(|&p| {
+        a += p;
+        a
+    }));
+    let mut a = 0u64;
+    c1.extend((0u64..).zip(histo).map(|(i, &p)| {
+        a += p * i;
+        a
+    }));
+    let mut a = 0u64;
+    c2.extend((0u64..).zip(histo).map(|(i, &p)| {
+        a += p * i * i;
+        a
+    }));
+    let (c0, c1, c2) = (&c0[..], &c1[..], &c2[..]);
     // Sum over bins lo..=hi (clipped to the histogram) of a cumulative array.
     let range = |c: &[u64], lo: i64, hi: i64| -> u64 {
         let lo = lo.clamp(0, nl as i64) as usize;
@@ -322,10 +386,10 @@ fn histogram_clip(histo: &[u64], mean0: f64, qzero: f64, qscale: f64) -> (f64, f
         sig1 = sig;
         // Two-pointer median search (SExtractor): the side with the smaller sum takes the
         // next bin, `hcut - lcut + 1` times.
-        let (lo, hi, lowsum, highsum) = median_split(&c0, lcut, hcut);
-        let sum = range(&c0, lcut, hcut);
-        let m1 = range(&c1, lcut, hcut) as f64;
-        let mut m2 = range(&c2, lcut, hcut) as f64;
+        let (lo, hi, lowsum, highsum) = median_split(c0, lcut, hcut);
+        let sum = range(c0, lcut, hcut);
+        let m1 = range(c1, lcut, hcut) as f64;
+        let mut m2 = range(c2, lcut, hcut) as f64;
         med = if hi >= 0 {
             let denom = 2.0 * h(lo).max(h(hi)) as f64;
             let corr = if denom > 0.0 {
@@ -636,7 +700,7 @@ mod tests {
             BackgroundEstimator::ClippedMean,
             BackgroundEstimator::SigmaClipMode,
         ] {
-            let (b, s) = box_statistics(&vals, est).unwrap();
+            let (b, s) = box_statistics(&vals, est, &mut HistScratch::default()).unwrap();
             assert!((b - 50.0).abs() < 0.05, "{est:?}: {b}");
             assert!(s > 1.0 && s < 4.0, "{est:?}: {s}");
         }
@@ -783,7 +847,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let a = histogram_clip(&histo, 0.0, -1.0, 0.1);
+            let a = histogram_clip(&histo, 0.0, -1.0, 0.1, &mut Default::default());
             let b = histogram_clip_ref(&histo, 0.0, -1.0, 0.1);
             assert_eq!(
                 (a.0.to_bits(), a.1.to_bits(), a.2.to_bits()),

@@ -1,8 +1,6 @@
 //! Thresholding, connected components, deblending and per-object measurements.
 
-use crate::aperture::{
-    annulus_background, aperture_sum, circle_pixel_overlap, pixel_distance2_range,
-};
+use crate::aperture::{CornerAreas, annulus_background, aperture_sum, axis_distance2};
 use crate::noise::{convolve_separable, gaussian_kernel_1d, good_mask};
 use crate::{Background, ExtractError, check_shape};
 use diffim_core::stats::sigma_clip;
@@ -131,14 +129,23 @@ pub fn detect(
     validate(params)?;
 
     let good = good_mask(image, mask);
+    // The background-subtracted image and (unfiltered detection) the pixels above threshold,
+    // in one pass.
+    let thr = params.threshold as f32;
+    let unfiltered = params.filter_fwhm.is_none();
     let mut sub = Array2::<f32>::zeros(dim);
+    let mut above = Array2::<bool>::from_elem(dim, false);
     Zip::from(&mut sub)
+        .and(&mut above)
         .and(image)
         .and(&background.background)
+        .and(&background.rms)
         .and(&good)
-        .par_for_each(|s, &i, &b, &g| {
+        .par_for_each(|s, a, &i, &b, &n, &g| {
             if g {
-                *s = i - b;
+                let d = i - b;
+                *s = d;
+                *a = unfiltered && d > thr * n && d > 0.0;
             }
         });
 
@@ -161,15 +168,15 @@ pub fn detect(
         Some((d, n)) => (d.view(), n.view()),
         None => (sub.view(), background.rms.view()),
     };
-    let thr = params.threshold as f32;
-    let mut above = Array2::<bool>::from_elem(dim, false);
-    Zip::from(&mut above)
-        .and(&det)
-        .and(&det_noise)
-        .and(&good)
-        .par_for_each(|a, &d, &n, &g| *a = g && d > thr * n && d > 0.0);
+    if !unfiltered {
+        Zip::from(&mut above)
+            .and(&det)
+            .and(&det_noise)
+            .and(&good)
+            .par_for_each(|a, &d, &n, &g| *a = g && d > thr * n && d > 0.0);
+    }
 
-    let components = connected_components(&above.view(), params.min_area);
+    let components = connected_components(above, params.min_area);
 
     // Deblend and measure, in parallel over components.
     let ctx = MeasureCtx {
@@ -245,44 +252,51 @@ fn validate(p: &DetectParams) -> Result<(), ExtractError> {
 }
 
 /// 8-connected components of `mask` with at least `min_area` pixels, as lists of `(y, x)`
-/// (depth-first order from the first pixel in raster order).
-fn connected_components(mask: &ArrayView2<bool>, min_area: usize) -> Vec<Vec<(usize, usize)>> {
+/// (depth-first order from the first pixel in raster order). Consumes the mask: a pixel is
+/// cleared when it joins a component (so no separate visited map), and the raster scan skips
+/// runs of clear pixels a block at a time.
+fn connected_components(mut mask: Array2<bool>, min_area: usize) -> Vec<Vec<(usize, usize)>> {
+    const BLOCK: usize = 64;
     let (ny, nx) = mask.dim();
-    let owned: Vec<bool>;
-    let m: &[bool] = match mask.as_slice() {
+    let mut owned: Vec<bool>;
+    let m: &mut [bool] = match mask.as_slice_mut() {
         Some(s) => s,
         None => {
             owned = mask.iter().copied().collect();
-            &owned
+            &mut owned
         }
     };
-    // seen[i]: pixel i was pushed (only meaningful where m[i]).
-    let mut seen = vec![false; ny * nx];
     let mut out = Vec::new();
     let mut stack = Vec::new();
-    for start in 0..ny * nx {
-        if !m[start] || seen[start] {
+    for b0 in (0..ny * nx).step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(ny * nx);
+        if !m[b0..b1].iter().fold(false, |a, &v| a | v) {
             continue;
         }
-        let mut comp = Vec::new();
-        seen[start] = true;
-        stack.push(start);
-        while let Some(i) = stack.pop() {
-            let (y, x) = (i / nx, i % nx);
-            comp.push((y, x));
-            for yy in y.saturating_sub(1)..=(y + 1).min(ny - 1) {
-                let base = yy * nx;
-                for xx in x.saturating_sub(1)..=(x + 1).min(nx - 1) {
-                    let j = base + xx;
-                    if m[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
+        for start in b0..b1 {
+            if !m[start] {
+                continue;
+            }
+            let mut comp = Vec::new();
+            m[start] = false;
+            stack.push(start);
+            while let Some(i) = stack.pop() {
+                let (y, x) = (i / nx, i % nx);
+                comp.push((y, x));
+                for yy in y.saturating_sub(1)..=(y + 1).min(ny - 1) {
+                    let base = yy * nx;
+                    for xx in x.saturating_sub(1)..=(x + 1).min(nx - 1) {
+                        let j = base + xx;
+                        if m[j] {
+                            m[j] = false;
+                            stack.push(j);
+                        }
                     }
                 }
             }
-        }
-        if comp.len() >= min_area {
-            out.push(comp);
+            if comp.len() >= min_area {
+                out.push(comp);
+            }
         }
     }
     out
@@ -326,42 +340,86 @@ impl LocalGrid {
     }
 }
 
-/// Connected subsets (8-connectivity) of the component pixels in `subset` with `keep(p)`.
+/// The 8-neighbours of every pixel of a component (indices into the component, in the order
+/// of [`LocalGrid::neighbours`]), as one flat list.
+struct Adjacency {
+    /// Neighbours of pixel `p`: `list[start[p]..start[p + 1]]`.
+    start: Vec<usize>,
+    list: Vec<usize>,
+}
+
+impl Adjacency {
+    fn new(grid: &LocalGrid, comp: &[(usize, usize)]) -> Self {
+        let mut start = Vec::with_capacity(comp.len() + 1);
+        let mut list = Vec::with_capacity(8 * comp.len());
+        start.push(0);
+        for p in 0..comp.len() {
+            grid.neighbours(comp, p, |q| list.push(q));
+            start.push(list.len());
+        }
+        Self { start, list }
+    }
+
+    #[inline]
+    fn of(&self, p: usize) -> &[usize] {
+        &self.list[self.start[p]..self.start[p + 1]]
+    }
+}
+
+/// Connected subsets of a component, flat: subset `i` is `pix[ends[i - 1]..ends[i]]`.
+#[derive(Default)]
+struct Subsets {
+    pix: Vec<usize>,
+    ends: Vec<usize>,
+}
+
+impl Subsets {
+    fn iter(&self) -> impl Iterator<Item = &[usize]> {
+        let mut s = 0;
+        self.ends.iter().map(move |&e| {
+            let c = &self.pix[s..e];
+            s = e;
+            c
+        })
+    }
+}
+
+/// Connected subsets (8-connectivity) of the component pixels in `subset` with `keep(p)`,
+/// into `out` (cleared): each subset from its first pixel in `subset` order, depth first.
 fn sub_components(
-    grid: &LocalGrid,
-    comp: &[(usize, usize)],
+    adj: &Adjacency,
     subset: &[usize],
     keep: impl Fn(usize) -> bool,
     mark: &mut [u32],
     stamp: u32,
-) -> Vec<Vec<usize>> {
+    stack: &mut Vec<usize>,
+    out: &mut Subsets,
+) {
+    out.pix.clear();
+    out.ends.clear();
     // mark[p] == stamp: eligible; stamp + 1: visited.
     for &p in subset {
         if keep(p) {
             mark[p] = stamp;
         }
     }
-    let mut out = Vec::new();
-    let mut stack = Vec::new();
     for &p in subset {
         if mark[p] != stamp {
             continue;
         }
         mark[p] = stamp + 1;
         stack.push(p);
-        let mut c = Vec::new();
         while let Some(q) = stack.pop() {
-            c.push(q);
-            grid.neighbours(comp, q, |r| {
+            out.pix.push(q);
+            for &r in adj.of(q) {
                 if mark[r] == stamp {
                     mark[r] = stamp + 1;
                     stack.push(r);
                 }
-            });
+            }
         }
-        out.push(c);
+        out.ends.push(out.pix.len());
     }
-    out
 }
 
 /// Multi-threshold deblending (SExtractor section 3.3): returns the child pixel lists (one
@@ -387,11 +445,12 @@ fn deblend(
     let levels: Vec<f64> = (1..nth)
         .map(|i| base * (peak / base).powf(i as f64 / nth as f64))
         .collect();
-    let grid = LocalGrid::new(comp);
+    let adj = Adjacency::new(&LocalGrid::new(comp), comp);
     let mut mark = vec![0u32; n];
     let mut stamp = 1u32;
     let all: Vec<usize> = (0..n).collect();
     let min_flux = params.deblend_contrast * total;
+    let (mut stack, mut subs, mut cur) = (Vec::new(), Subsets::default(), Vec::new());
 
     // Depth-first search of the branch tree.
     let mut leaves: Vec<Vec<usize>> = Vec::new();
@@ -401,21 +460,44 @@ fn deblend(
         // Pixels above the current level, in the order of `set`: the components above a
         // higher level lie inside them, and scanning them in the same order finds the same
         // components in the same order as scanning all of `set`.
-        let mut cur = set.clone();
+        cur.clear();
+        cur.extend_from_slice(&set);
+        // Pixels above the last level labelled (which did not split).
+        let mut labelled = None;
         for (k, &t) in levels.iter().enumerate().skip(start) {
             cur.retain(|&p| v[p] > t);
-            stamp += 2;
-            let subs = sub_components(&grid, comp, &cur, |p| v[p] > t, &mut mark, stamp);
-            if subs.is_empty() {
+            // Two significant branches need `2 min_area` pixels, and the pixels above the
+            // higher levels are fewer still: no split from here on.
+            if cur.len() < 2 * params.min_area {
                 break;
             }
-            let sig: Vec<Vec<usize>> = subs
-                .into_iter()
-                .filter(|s| {
-                    s.len() >= params.min_area && s.iter().map(|&p| v[p]).sum::<f64>() >= min_flux
-                })
-                .collect();
-            if sig.len() >= 2 {
+            // The same pixels as at the last level labelled: the same subsets, no split.
+            if labelled == Some(cur.len()) {
+                continue;
+            }
+            labelled = Some(cur.len());
+            stamp += 2;
+            sub_components(
+                &adj,
+                &cur,
+                |p| v[p] > t,
+                &mut mark,
+                stamp,
+                &mut stack,
+                &mut subs,
+            );
+            if subs.ends.is_empty() {
+                break;
+            }
+            let significant = |s: &&[usize]| {
+                s.len() >= params.min_area && s.iter().map(|&p| v[p]).sum::<f64>() >= min_flux
+            };
+            if subs.iter().filter(significant).nth(1).is_some() {
+                let sig: Vec<Vec<usize>> = subs
+                    .iter()
+                    .filter(significant)
+                    .map(<[usize]>::to_vec)
+                    .collect();
                 split = Some((sig, k + 1));
                 break;
             }
@@ -452,12 +534,12 @@ fn deblend(
     }
     while let Some(Item(_, p)) = heap.pop() {
         let l = label[p];
-        grid.neighbours(comp, p, |q| {
+        for &q in adj.of(p) {
             if label[q] == usize::MAX {
                 label[q] = l;
                 heap.push(Item(v[q], q));
             }
-        });
+        }
     }
     let mut children = vec![Vec::new(); leaves.len()];
     for (p, &l) in label.iter().enumerate() {
@@ -467,6 +549,15 @@ fn deblend(
     }
     children.retain(|c| !c.is_empty());
     children
+}
+
+/// Row `y` of `a` as a slice (a copy when the row is not contiguous).
+fn row_slice<'b>(a: &'b ArrayView2<'_, f32>, y: usize) -> std::borrow::Cow<'b, [f32]> {
+    let row = a.row(y);
+    match row.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(row.to_vec()),
+    }
 }
 
 /// A set of pixels as a bitmap over their bounding box.
@@ -575,9 +666,11 @@ impl MeasureCtx<'_> {
             self.good[[y, x]] && own.as_ref().is_none_or(|o| o.contains(y, x))
         };
         let rmax = (6.0 * a).clamp(3.0, 60.0);
-        let r_half = half_light_radius(self.sub, &usable, xb, yb, rmax);
+        let mut corners = CornerAreas::new();
+        let r_half = half_light_radius(self.sub, &usable, xb, yb, rmax, &mut corners);
         let sig = r_half.map_or(a.max(0.5), |r| (2.0 / 2.35 * r).max(0.3));
-        let (x, y) = windowed_centroid(self.sub, &usable, xb, yb, sig).unwrap_or((xb, yb));
+        let (x, y) =
+            windowed_centroid(self.sub, &usable, xb, yb, sig, &mut corners).unwrap_or((xb, yb));
 
         // Local background correction from the annulus (on the background-subtracted image).
         let (resid, resid_err) = match p.annulus {
@@ -591,10 +684,10 @@ impl MeasureCtx<'_> {
             self.sub,
             Some(&self.bg.rms.view()),
             &is_bad,
-            x,
-            y,
+            (x, y),
             p.aperture_radius,
             resid,
+            &mut corners,
         );
         flags |= aflags;
         if area <= 0.0 {
@@ -646,21 +739,64 @@ struct RingPixel {
 /// The pixels around a centre sorted by their farthest distance, with the cumulative sum of
 /// their values: the flux in an exact-overlap circle of radius `r` is the cumulative sum of the
 /// pixels entirely inside plus the exact overlaps of the few pixels the circle cuts.
-struct RadialProfile {
+struct RadialProfile<'c> {
     x: f64,
     y: f64,
     px: Vec<RingPixel>,
     /// `cum[k]` = sum of the values of `px[..k]`.
     cum: Vec<f64>,
+    /// Pixel box `(x0, x1), (y0, y1)` of `px`, for the corner areas.
+    bbox: ((i64, i64), (i64, i64)),
+    corners: &'c mut CornerAreas,
+}
+
+/// Sorts `px` by `d2max` exactly as `px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max))`
+/// does, faster: a sort of integers made of the key's high bits and the pixel's index. That
+/// order is the only sorted order when no two keys share their high bits; otherwise (ties
+/// and near-ties) the original sort, whose order among equal keys is its own.
+fn sort_by_d2max(px: &mut Vec<RingPixel>) {
+    let n = px.len();
+    let idx_bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    if n < 2 || idx_bits > 24 {
+        px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max));
+        return;
+    }
+    // Order-preserving integer key of an f64 (the order of `total_cmp`), low bits replaced by
+    // the index.
+    let key = |v: f64| {
+        let b = v.to_bits();
+        if b >> 63 == 1 { !b } else { b | (1 << 63) }
+    };
+    let low = (1u64 << idx_bits) - 1;
+    let mut keys: Vec<u64> = px
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (key(p.d2max) & !low) | i as u64)
+        .collect();
+    keys.sort_unstable();
+    if keys
+        .windows(2)
+        .any(|w| w[0] >> idx_bits == w[1] >> idx_bits)
+    {
+        px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max));
+        return;
+    }
+    *px = keys.iter().map(|&k| px[(k & low) as usize]).collect();
 }
 
 /// Pixels cut by a circle of radius `r` have `d2max < (r + CUT_SLACK)^2` (a pixel's farthest
 /// and nearest points are at most sqrt(2) apart).
 const CUT_SLACK: f64 = 1.5;
 
-impl RadialProfile {
-    fn new(mut px: Vec<RingPixel>, x: f64, y: f64) -> Self {
-        px.sort_unstable_by(|a, b| a.d2max.total_cmp(&b.d2max));
+impl<'c> RadialProfile<'c> {
+    fn new(
+        mut px: Vec<RingPixel>,
+        x: f64,
+        y: f64,
+        bbox: ((i64, i64), (i64, i64)),
+        corners: &'c mut CornerAreas,
+    ) -> Self {
+        sort_by_d2max(&mut px);
         let mut cum = Vec::with_capacity(px.len() + 1);
         let mut s = 0.0;
         cum.push(s);
@@ -668,7 +804,14 @@ impl RadialProfile {
             s += p.v;
             cum.push(s);
         }
-        Self { x, y, px, cum }
+        Self {
+            x,
+            y,
+            px,
+            cum,
+            bbox,
+            corners,
+        }
     }
 
     /// Index of the first pixel not entirely inside radius `r` (`r2 = r * r`).
@@ -682,15 +825,19 @@ impl RadialProfile {
         self.px[k..].iter().take_while(move |p| p.d2max < lim)
     }
 
-    /// Exact-overlap flux inside radius `r` (as the sum of [`circle_pixel_overlap`] times
-    /// value over all pixels, up to the summation order).
-    fn flux(&self, r: f64) -> f64 {
+    /// Exact-overlap flux inside radius `r` (as the sum of
+    /// [`circle_pixel_overlap`](crate::circle_pixel_overlap) times value over all pixels, up
+    /// to the summation order).
+    fn flux(&mut self, r: f64) -> f64 {
         let r2 = r * r;
         let k = self.inside(r2);
         let mut s = self.cum[k];
-        for p in self.cut_candidates(r, k) {
+        self.corners
+            .start(self.x, self.y, r, self.bbox.0, self.bbox.1);
+        let lim = (r + CUT_SLACK) * (r + CUT_SLACK);
+        for p in self.px[k..].iter().take_while(|p| p.d2max < lim) {
             if p.d2min < r2 {
-                s += circle_pixel_overlap(self.x, self.y, r, p.px, p.py) * p.v;
+                s += self.corners.cut_overlap(p.px as i64, p.py as i64) * p.v;
             }
         }
         s
@@ -736,6 +883,7 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
     x: f64,
     y: f64,
     rmax: f64,
+    corners: &mut CornerAreas,
 ) -> Option<f64> {
     let (ny, nx) = sub.dim();
     let y0 = (y - rmax - 1.0).floor().max(0.0) as usize;
@@ -744,28 +892,31 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
     let x1 = ((x + rmax + 1.0).ceil().max(0.0) as usize).min(nx - 1);
     let r2max = rmax * rmax;
     let mut px = Vec::with_capacity((y1 + 1).saturating_sub(y0) * (x1 + 1).saturating_sub(x0));
+    let cols: Vec<(f64, f64)> = (x0..=x1).map(|xx| axis_distance2(x, xx as f64)).collect();
     for yy in y0..=y1 {
-        let row = sub.row(yy);
-        for xx in x0..=x1 {
+        let row = row_slice(sub, yy);
+        let (ny2, fy2) = axis_distance2(y, yy as f64);
+        for (xx, &(nx2, fx2)) in (x0..=x1).zip(&cols) {
             if !good(yy, xx) {
                 continue;
             }
-            let (pxf, pyf) = (xx as f64, yy as f64);
-            let (d2min, d2max) = pixel_distance2_range(x, y, pxf, pyf);
+            // pixel_distance2_range, from the row and column terms.
+            let d2min = nx2 + ny2;
             // Pixels outside every circle of radius <= rmax never contribute.
             if d2min >= r2max {
                 continue;
             }
             px.push(RingPixel {
                 d2min,
-                d2max,
-                px: pxf,
-                py: pyf,
+                d2max: fx2 + fy2,
+                px: xx as f64,
+                py: yy as f64,
                 v: row[xx] as f64,
             });
         }
     }
-    let prof = RadialProfile::new(px, x, y);
+    let bbox = ((x0 as i64, x1 as i64), (y0 as i64, y1 as i64));
+    let mut prof = RadialProfile::new(px, x, y, bbox, corners);
     let total = prof.flux(rmax);
     if total.is_nan() || total <= 0.0 {
         return None;
@@ -793,7 +944,7 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
             (hi, f_hi) = (m, fm);
         }
         if prof.increasing_on(lo, hi) {
-            return Some(illinois(&prof, lo, hi, f_lo, f_hi, target));
+            return Some(illinois(&mut prof, lo, hi, f_lo, f_hi, target));
         }
     }
     Some(0.5 * (lo + hi))
@@ -804,7 +955,14 @@ fn half_light_radius<G: Fn(usize, usize) -> bool>(
 /// of at least the tolerance (so that the far end closes in too) and a bisection whenever
 /// three steps have not halved the bracket. `fa`, `fb` only steer the interpolation (they may
 /// be bounds of the flux at the ends).
-fn illinois(prof: &RadialProfile, mut a: f64, mut b: f64, fa: f64, fb: f64, target: f64) -> f64 {
+fn illinois(
+    prof: &mut RadialProfile,
+    mut a: f64,
+    mut b: f64,
+    fa: f64,
+    fb: f64,
+    target: f64,
+) -> f64 {
     const TOL: f64 = 1e-10;
     let (mut fa, mut fb) = (fa - target, fb - target);
     let mut side = 0i8;
@@ -865,45 +1023,49 @@ fn windowed_centroid<G: Fn(usize, usize) -> bool>(
     x0: f64,
     y0: f64,
     sig: f64,
+    corners: &mut CornerAreas,
 ) -> Option<(f64, f64)> {
     let (ny, nx) = sub.dim();
     let r = 4.0 * sig;
     let r2 = r * r;
     let inv2s2 = 1.0 / (2.0 * sig * sig);
     let (mut x, mut y) = (x0, y0);
-    let mut ex: Vec<f64> = Vec::new();
+    // Per column: the x terms of the pixel distance range, the window factor and dx.
+    let mut cols: Vec<(f64, f64, f64, f64)> = Vec::new();
     for _ in 0..16 {
         let ylo = (y - r - 0.5).floor().max(0.0) as usize;
         let yhi = ((y + r + 0.5).ceil().max(0.0) as usize).min(ny - 1);
         let xlo = (x - r - 0.5).floor().max(0.0) as usize;
         let xhi = ((x + r + 0.5).ceil().max(0.0) as usize).min(nx - 1);
-        ex.clear();
-        ex.extend((xlo..=xhi).map(|xx| {
+        corners.start(x, y, r, (xlo as i64, xhi as i64), (ylo as i64, yhi as i64));
+        cols.clear();
+        cols.extend((xlo..=xhi).map(|xx| {
+            let (n2, f2) = axis_distance2(x, xx as f64);
             let dx = xx as f64 - x;
-            (-(dx * dx) * inv2s2).exp()
+            (n2, f2, (-(dx * dx) * inv2s2).exp(), dx)
         }));
         let (mut tv, mut dxs, mut dys) = (0.0, 0.0, 0.0);
         for yy in ylo..=yhi {
+            let (ny2, fy2) = axis_distance2(y, yy as f64);
             let dy = yy as f64 - y;
             let ey = (-(dy * dy) * inv2s2).exp();
-            let row = sub.row(yy);
-            for (xx, &exx) in (xlo..=xhi).zip(&ex) {
-                let (pxf, pyf) = (xx as f64, yy as f64);
-                let (d2min, d2max) = pixel_distance2_range(x, y, pxf, pyf);
-                if d2min >= r2 || !good(yy, xx) {
+            let row = row_slice(sub, yy);
+            for (xx, &(nx2, fx2, exx, dx)) in (xlo..=xhi).zip(&cols) {
+                // pixel_distance2_range, from the row and column terms.
+                if nx2 + ny2 >= r2 || !good(yy, xx) {
                     continue;
                 }
-                let ov = if d2max <= r2 {
+                let ov = if fx2 + fy2 <= r2 {
                     1.0
                 } else {
-                    circle_pixel_overlap(x, y, r, pxf, pyf)
+                    corners.cut_overlap(xx as i64, yy as i64)
                 };
                 if ov <= 0.0 {
                     continue;
                 }
                 let w = ov * (exx * ey) * row[xx] as f64;
                 tv += w;
-                dxs += w * (pxf - x);
+                dxs += w * dx;
                 dys += w * dy;
             }
         }
@@ -995,6 +1157,7 @@ pub fn estimate_fwhm_with(objects: &[Object], params: &FwhmParams) -> Result<f64
 mod tests {
     use super::*;
     use crate::aperture::EXACT_OVERLAPS;
+    use crate::circle_pixel_overlap;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -1091,6 +1254,301 @@ mod tests {
         Some((x, y))
     }
 
+    /// The original subset labelling.
+    fn sub_components_ref(
+        grid: &LocalGrid,
+        comp: &[(usize, usize)],
+        subset: &[usize],
+        keep: impl Fn(usize) -> bool,
+        mark: &mut [u32],
+        stamp: u32,
+    ) -> Vec<Vec<usize>> {
+        // mark[p] == stamp: eligible; stamp + 1: visited.
+        for &p in subset {
+            if keep(p) {
+                mark[p] = stamp;
+            }
+        }
+        let mut out = Vec::new();
+        let mut stack = Vec::new();
+        for &p in subset {
+            if mark[p] != stamp {
+                continue;
+            }
+            mark[p] = stamp + 1;
+            stack.push(p);
+            let mut c = Vec::new();
+            while let Some(q) = stack.pop() {
+                c.push(q);
+                grid.neighbours(comp, q, |r| {
+                    if mark[r] == stamp {
+                        mark[r] = stamp + 1;
+                        stack.push(r);
+                    }
+                });
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// The original deblending (a fresh list per subset and level, neighbours from the grid, no
+    /// early exit), for equality.
+    fn deblend_ref(
+        comp: &[(usize, usize)],
+        det: &ArrayView2<f32>,
+        noise: &ArrayView2<f32>,
+        params: &DetectParams,
+    ) -> Vec<Vec<(usize, usize)>> {
+        let n = comp.len();
+        let v: Vec<f64> = comp.iter().map(|&(y, x)| det[[y, x]] as f64).collect();
+        let base = comp
+            .iter()
+            .map(|&(y, x)| params.threshold * noise[[y, x]] as f64)
+            .fold(f64::INFINITY, f64::min);
+        let peak = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        if !(base > 0.0 && peak > base) || params.deblend_nthresh < 2 {
+            return vec![comp.to_vec()];
+        }
+        let total: f64 = v.iter().sum();
+        let nth = params.deblend_nthresh;
+        let levels: Vec<f64> = (1..nth)
+            .map(|i| base * (peak / base).powf(i as f64 / nth as f64))
+            .collect();
+        let grid = LocalGrid::new(comp);
+        let mut mark = vec![0u32; n];
+        let mut stamp = 1u32;
+        let all: Vec<usize> = (0..n).collect();
+        let min_flux = params.deblend_contrast * total;
+
+        // Depth-first search of the branch tree.
+        let mut leaves: Vec<Vec<usize>> = Vec::new();
+        let mut todo: Vec<(Vec<usize>, usize)> = vec![(all, 0)];
+        while let Some((set, start)) = todo.pop() {
+            let mut split = None;
+            // Pixels above the current level, in the order of `set`: the components above a
+            // higher level lie inside them, and scanning them in the same order finds the same
+            // components in the same order as scanning all of `set`.
+            let mut cur = set.clone();
+            for (k, &t) in levels.iter().enumerate().skip(start) {
+                cur.retain(|&p| v[p] > t);
+                stamp += 2;
+                let subs = sub_components_ref(&grid, comp, &cur, |p| v[p] > t, &mut mark, stamp);
+                if subs.is_empty() {
+                    break;
+                }
+                let sig: Vec<Vec<usize>> = subs
+                    .into_iter()
+                    .filter(|s| {
+                        s.len() >= params.min_area
+                            && s.iter().map(|&p| v[p]).sum::<f64>() >= min_flux
+                    })
+                    .collect();
+                if sig.len() >= 2 {
+                    split = Some((sig, k + 1));
+                    break;
+                }
+            }
+            match split {
+                Some((sig, next)) => todo.extend(sig.into_iter().map(|s| (s, next))),
+                None => leaves.push(set),
+            }
+        }
+        if leaves.len() < 2 {
+            return vec![comp.to_vec()];
+        }
+        let mut label = vec![usize::MAX; n];
+        #[derive(PartialEq)]
+        struct Item(f64, usize);
+        impl Eq for Item {}
+        impl PartialOrd for Item {
+            fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Item {
+            fn cmp(&self, o: &Self) -> Ordering {
+                self.0.total_cmp(&o.0).then(o.1.cmp(&self.1))
+            }
+        }
+        let mut heap = BinaryHeap::new();
+        for (l, leaf) in leaves.iter().enumerate() {
+            for &p in leaf {
+                label[p] = l;
+                heap.push(Item(v[p], p));
+            }
+        }
+        while let Some(Item(_, p)) = heap.pop() {
+            let l = label[p];
+            grid.neighbours(comp, p, |q| {
+                if label[q] == usize::MAX {
+                    label[q] = l;
+                    heap.push(Item(v[q], q));
+                }
+            });
+        }
+        let mut children = vec![Vec::new(); leaves.len()];
+        for (p, &l) in label.iter().enumerate() {
+            if l != usize::MAX {
+                children[l].push(comp[p]);
+            }
+        }
+        children.retain(|c| !c.is_empty());
+        children
+    }
+
+    /// The original labelling (a separate visited map, a full raster scan).
+    fn connected_components_ref(
+        mask: &ArrayView2<bool>,
+        min_area: usize,
+    ) -> Vec<Vec<(usize, usize)>> {
+        let (ny, nx) = mask.dim();
+        let m: Vec<bool> = mask.iter().copied().collect();
+        let mut seen = vec![false; ny * nx];
+        let mut out = Vec::new();
+        let mut stack = Vec::new();
+        for start in 0..ny * nx {
+            if !m[start] || seen[start] {
+                continue;
+            }
+            let mut comp = Vec::new();
+            seen[start] = true;
+            stack.push(start);
+            while let Some(i) = stack.pop() {
+                let (y, x) = (i / nx, i % nx);
+                comp.push((y, x));
+                for yy in y.saturating_sub(1)..=(y + 1).min(ny - 1) {
+                    let base = yy * nx;
+                    for xx in x.saturating_sub(1)..=(x + 1).min(nx - 1) {
+                        let j = base + xx;
+                        if m[j] && !seen[j] {
+                            seen[j] = true;
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+            if comp.len() >= min_area {
+                out.push(comp);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn connected_components_match_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(31);
+        for case in 0..100 {
+            let (ny, nx) = (1 + case % 37, 1 + (case * 7) % 150);
+            let p = [0.02, 0.2, 0.5, 0.9][case % 4];
+            let mask = Array2::from_shape_fn((ny, nx), |_| rng.random::<f64>() < p);
+            for min_area in [1, 3, 8] {
+                let a = connected_components(mask.clone(), min_area);
+                let b = connected_components_ref(&mask.view(), min_area);
+                assert_eq!(a, b, "case {case}");
+                // A mask with swapped axes (not standard layout) takes the copy.
+                let mut t = mask.clone();
+                t.swap_axes(0, 1);
+                let tt = mask.t();
+                let a = connected_components(t, min_area);
+                assert_eq!(a, connected_components_ref(&tt, min_area), "case {case} t");
+            }
+        }
+    }
+
+    /// The integer-key sort gives the order of `sort_unstable_by(total_cmp)`, with and without
+    /// ties (equal keys fall back to that very sort).
+    #[test]
+    fn d2max_sort_is_the_unstable_sort() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for case in 0..200 {
+            let n = [0, 1, 2, 19, 450, 1500][case % 6];
+            let px: Vec<RingPixel> = (0..n)
+                .map(|i| {
+                    let d = if case % 3 == 0 {
+                        // Mirror-symmetric offsets: many equal keys.
+                        let (a, b) = (
+                            rng.random_range(0..12) as f64,
+                            rng.random_range(0..12) as f64,
+                        );
+                        (a + 0.3).powi(2) + (b + 0.3).powi(2)
+                    } else {
+                        rng.random_range(0.0..300.0)
+                    };
+                    RingPixel {
+                        d2min: d * 0.5,
+                        d2max: d,
+                        px: i as f64,
+                        py: -(i as f64),
+                        v: rng.random_range(-1.0..1.0),
+                    }
+                })
+                .collect();
+            let mut a = px.clone();
+            sort_by_d2max(&mut a);
+            let mut b = px;
+            b.sort_unstable_by(|p, q| p.d2max.total_cmp(&q.d2max));
+            let bits = |v: &[RingPixel]| -> Vec<(u64, u64, u64)> {
+                v.iter()
+                    .map(|p| (p.d2max.to_bits(), p.px.to_bits(), p.v.to_bits()))
+                    .collect()
+            };
+            assert_eq!(bits(&a), bits(&b), "case {case}");
+        }
+    }
+
+    /// Deblending against the original on random blends of 2-4 Gaussian sources (with
+    /// noise, plateaus of equal values and faint branches near the contrast limit): the same
+    /// children, pixel for pixel and in the same order.
+    #[test]
+    fn deblend_matches_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut blends = 0;
+        for case in 0..300 {
+            let (ny, nx) = (40, 48);
+            let k = rng.random_range(1..=4);
+            let src: Vec<(f64, f64, f64, f64)> = (0..k)
+                .map(|_| {
+                    (
+                        rng.random_range(12.0..36.0),
+                        rng.random_range(12.0..28.0),
+                        rng.random_range(1.0..3.0),
+                        10f64.powf(rng.random_range(1.0..3.5)),
+                    )
+                })
+                .collect();
+            let noise = [0.0, 0.3, 1.0][case % 3];
+            let img = Array2::from_shape_fn((ny, nx), |(y, x)| {
+                let v: f64 = src
+                    .iter()
+                    .map(|&(cx, cy, s, a)| {
+                        let (dx, dy) = (x as f64 - cx, y as f64 - cy);
+                        a * (-(dx * dx + dy * dy) / (2.0 * s * s)).exp()
+                    })
+                    .sum();
+                let v = v + noise * rng.random_range(-1.0..1.0);
+                // Every 4th case quantised: plateaus of equal values.
+                (if case % 4 == 0 { v.round() } else { v }) as f32
+            });
+            let rms = Array2::from_elem((ny, nx), 1.0f32);
+            let params = DetectParams {
+                threshold: 2.0,
+                min_area: [1, 3, 5][case % 3],
+                deblend_contrast: [0.0, 0.005, 0.05][case % 3],
+                deblend_nthresh: [2, 8, 32][(case / 3) % 3],
+                ..Default::default()
+            };
+            let above = img.mapv(|v| v > 2.0);
+            for comp in connected_components(above, params.min_area) {
+                let a = deblend(&comp, &img.view(), &rms.view(), &params);
+                let b = deblend_ref(&comp, &img.view(), &rms.view(), &params);
+                assert_eq!(a, b, "case {case}");
+                blends += usize::from(a.len() > 1);
+            }
+        }
+        assert!(blends > 50, "only {blends} blends");
+    }
+
     fn exact_count() -> u64 {
         EXACT_OVERLAPS.with(|c| c.get())
     }
@@ -1106,6 +1564,8 @@ mod tests {
         let (mut n_fast, mut n_ref) = (0u64, 0u64);
         let (mut w_fast, mut w_ref) = (0u64, 0u64);
         let (mut cases, mut compared) = (0, 0);
+        // One corner cache across all calls, as each object measurement shares one.
+        let mut corners = CornerAreas::new();
         // (kind, size parameter, noise rms relative to the peak)
         let profiles = [
             (0, 0.8, 0.0),
@@ -1166,7 +1626,7 @@ mod tests {
                 );
                 let rmax = rng.random_range(3.0..12.0);
                 let c0 = exact_count();
-                let fast = half_light_radius(&view, &good, xb, yb, rmax);
+                let fast = half_light_radius(&view, &good, xb, yb, rmax, &mut corners);
                 let c1 = exact_count();
                 let slow = half_light_radius_ref(&view, &good, xb, yb, rmax);
                 let c2 = exact_count();
@@ -1179,7 +1639,7 @@ mod tests {
                 }
                 let sig = slow.map_or(1.0, |r| (2.0 / 2.35 * r).max(0.3));
                 let c0 = exact_count();
-                let fast = windowed_centroid(&view, &good, xb, yb, sig);
+                let fast = windowed_centroid(&view, &good, xb, yb, sig, &mut corners);
                 let c1 = exact_count();
                 let slow = windowed_centroid_ref(&view, &good, xb, yb, sig);
                 let c2 = exact_count();

@@ -50,6 +50,7 @@
 
 mod aperture;
 mod background;
+mod clip;
 mod detect;
 mod error;
 mod noise;

@@ -1,6 +1,7 @@
 //! Per-pixel noise model (STDPipe `err=True`) and the separable convolution it shares with
 //! the matched filter.
 
+use crate::clip::sigma_clip_sorted;
 use crate::{Background, ExtractError, check_shape};
 use ndarray::{Array2, ArrayView2, Axis, Zip};
 use rayon::prelude::*;
@@ -52,7 +53,6 @@ pub fn noise_model(
             reason: "must be finite and >= 0",
         });
     }
-    let good = good_mask(image, mask);
     let mut noise = Array2::<f32>::zeros(dim);
     if !gain.is_finite() {
         Zip::from(&mut noise)
@@ -60,60 +60,44 @@ pub fn noise_model(
             .par_for_each(|n, &r| *n = (r * r).sqrt());
         return Ok(noise);
     }
-    let mut resid = Array2::<f32>::zeros(dim);
-    Zip::from(&mut resid)
-        .and(image)
-        .and(&background.background)
-        .and(&good)
-        .par_for_each(|r, &i, &b, &g| {
-            if g {
-                *r = i - b;
+    let inv_gain = (1.0 / gain) as f32;
+    let kernel = (params.smooth_sigma > 0.0).then(|| gaussian_kernel_1d(params.smooth_sigma));
+    let (ny, nx) = dim;
+    // Bands of rows, one task each; a band convolves its rows plus a halo of `r` rows on
+    // either side, so more bands cost more (2 r rows each).
+    let band = ny
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(64)
+        .min(ny.max(1));
+    let ones = kernel.as_ref().map(|k| OnesConvolved::new(k, ny, nx));
+    noise
+        .axis_chunks_iter_mut(Axis(0), band)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, mut out)| {
+            let src = NoiseSource {
+                image,
+                background,
+                mask,
+            };
+            match (&kernel, &ones) {
+                (Some(k), Some(ones)) => {
+                    smoothed_noise_band(&src, k, ones, b * band, &mut out, inv_gain)
+                }
+                _ => {
+                    let mut resid = vec![0.0f32; nx];
+                    let mut good = vec![false; nx];
+                    for (i, mut row) in out.outer_iter_mut().enumerate() {
+                        let y = b * band + i;
+                        src.residual_row(y, &mut resid, &mut good);
+                        let rms = background.rms.row(y);
+                        for (x, n) in row.iter_mut().enumerate() {
+                            *n = noise_value(rms[x], resid[x], good[x], inv_gain);
+                        }
+                    }
+                }
             }
         });
-    let inv_gain = (1.0 / gain) as f32;
-    // noise = sqrt(rms^2 + max(0, s) / gain) on good pixels, sqrt(rms^2) elsewhere.
-    let finish = |n: &mut f32, r: f32, s: f32, g: bool| {
-        let mut v = r * r;
-        if g {
-            v += s.max(0.0) * inv_gain;
-        }
-        *n = v.sqrt();
-    };
-    if params.smooth_sigma > 0.0 {
-        let k = gaussian_kernel_1d(params.smooth_sigma);
-        let num = convolve_separable(&resid.view(), &k, &k);
-        // The normalisation (the kernel summed over good pixels) depends on the row only
-        // through the distance to the top / bottom edge when every pixel is good.
-        let all_good = good.as_slice().is_some_and(|g| g.iter().all(|&g| g));
-        let (ny, nx) = dim;
-        let ry = k.len() / 2;
-        let den = if all_good && ny > 2 * ry {
-            let ones = Array2::<f32>::ones((2 * ry + 1, nx));
-            DenMap::Rows {
-                rows: convolve_separable(&ones.view(), &k, &k),
-                ny,
-                ry,
-            }
-        } else {
-            let w = good.mapv(|g| if g { 1.0f32 } else { 0.0 });
-            DenMap::Full(convolve_separable(&w.view(), &k, &k))
-        };
-        Zip::indexed(&mut noise)
-            .and(&num)
-            .and(&background.rms)
-            .and(&good)
-            .par_for_each(|(y, x), n, &s, &r, &g| {
-                let d = den.get(y, x);
-                let s = if d > 1e-6 { s / d } else { 0.0 };
-                finish(n, r, s, g);
-            });
-    } else {
-        Zip::from(&mut noise)
-            .and(&resid)
-            .and(&background.rms)
-            .and(&good)
-            .par_for_each(|n, &s, &r, &g| finish(n, r, s, g));
-    }
     Ok(noise)
 }
 
@@ -173,7 +157,7 @@ const GAIN_SOURCE_NSIGMA: f64 = 4.0;
 /// second pass measures both again without the sources: pixels where the image smoothed by a
 /// Gaussian of sigma 1 px exceeds the sky by 4 sigma of the smoothed noise, grown by
 /// [`GAIN_PAIR_LAG`] px (star wings otherwise add 3-10 % to the variance on sky-sim images).
-/// Images larger than about a megapixel are measured on evenly spaced bands of 64 rows.
+/// Images of more than 2^17 pixels are measured on evenly spaced bands of 32 rows.
 ///
 /// Assumptions, and what breaks them:
 /// - the bias / pedestal is removed (pixel value 0 = no light): a residual pedestal `p`
@@ -206,8 +190,9 @@ pub fn estimate_gain(
         return Err(ExtractError::EmptyImage { ny, nx });
     }
     check_shape("mask", (ny, nx), mask)?;
-    let good = good_mask(image, mask);
-    if !good.iter().any(|&g| g) {
+    let is_good =
+        |y: usize, x: usize| image[[y, x]].is_finite() && !mask.is_some_and(|m| m[[y, x]]);
+    if !(0..ny).any(|y| (0..nx).any(|x| is_good(y, x))) {
         return Err(ExtractError::NoGoodPixels { npix: ny * nx });
     }
     // Row bands: the whole image, or evenly spaced bands of a large one.
@@ -223,26 +208,37 @@ pub fn estimate_gain(
             })
             .collect()
     };
-    let measure = |sources: Option<(f64, f64)>| {
-        let mut values = Vec::new();
-        let mut diffs = Vec::new();
-        for &(y0, y1) in &bands {
+    // The good pixels of the bands (the only pixels measured).
+    let goods: Vec<Array2<bool>> = bands
+        .iter()
+        .map(|&(y0, y1)| {
+            let rows = ndarray::s![y0..y1, ..];
+            good_mask(&image.slice(rows), mask.map(|m| m.slice(rows)).as_ref())
+        })
+        .collect();
+    // Sized once for the most samples a measurement can take (no regrowth).
+    let n_band: usize = bands.iter().map(|&(y0, y1)| (y1 - y0) * nx).sum();
+    let mut values = Vec::with_capacity(n_band);
+    let mut diffs = Vec::with_capacity(2 * n_band);
+    let mut scratch = Vec::with_capacity(2 * n_band);
+    let mut measure = |sources: Option<(f64, f64)>| {
+        values.clear();
+        diffs.clear();
+        for (&(y0, y1), g) in bands.iter().zip(&goods) {
             let img = image.slice(ndarray::s![y0..y1, ..]);
-            let g = good.slice(ndarray::s![y0..y1, ..]);
-            let keep = match sources {
+            match sources {
                 Some((sky, rms)) => {
-                    let src = source_mask(&img, &g, sky, rms);
-                    let mut k = g.to_owned();
+                    let src = source_mask(&img, &g.view(), sky, rms);
+                    let mut k = g.clone();
                     Zip::from(&mut k).and(&src).for_each(|k, &s| *k &= !s);
-                    k
+                    sky_samples(&img, &k.view(), &mut values, &mut diffs);
                 }
-                None => g.to_owned(),
-            };
-            sky_samples(&img, &keep.view(), &mut values, &mut diffs);
+                None => sky_samples(&img, &g.view(), &mut values, &mut diffs),
+            }
         }
         let sky =
-            diffim_core::stats::sigma_clip(&mut values, 3.0, 50).map_or(f64::NAN, |s| s.median);
-        let clipped = diffim_core::stats::sigma_clip(&mut diffs, 3.0, 50);
+            sigma_clip_sorted(&mut values, &mut scratch, 3.0, 50).map_or(f64::NAN, |s| s.median);
+        let clipped = sigma_clip_sorted(&mut diffs, &mut scratch, 3.0, 50);
         let n_pixels = clipped.map_or(0, |c| c.n);
         let sky_rms = clipped.map_or(f64::NAN, |c| c.std / (2f64.sqrt() * CLIP3_STD_FACTOR));
         let fail = move |reason: &'static str| ExtractError::GainUnmeasurable {
@@ -314,48 +310,170 @@ fn sky_samples(
     let (ny, nx) = img.dim();
     let lag = GAIN_PAIR_LAG;
     for y in 0..ny {
+        let (row, krow) = (img.row(y), keep.row(y));
+        let below = (y + lag < ny).then(|| (img.row(y + lag), keep.row(y + lag)));
         for x in 0..nx {
-            if !keep[[y, x]] {
+            if !krow[x] {
                 continue;
             }
-            let v = img[[y, x]] as f64;
+            let v = row[x] as f64;
             values.push(v);
-            if x + lag < nx && keep[[y, x + lag]] {
-                diffs.push(v - img[[y, x + lag]] as f64);
+            if x + lag < nx && krow[x + lag] {
+                diffs.push(v - row[x + lag] as f64);
             }
-            if y + lag < ny && keep[[y + lag, x]] {
-                diffs.push(v - img[[y + lag, x]] as f64);
+            if let Some((brow, bkeep)) = &below
+                && bkeep[x]
+            {
+                diffs.push(v - brow[x] as f64);
             }
         }
     }
 }
 
-/// The smoothing normalisation of [`noise_model`]: a full map, or (no bad pixel) the
-/// `2 ry + 1` distinct rows of the convolved all-ones image.
-enum DenMap {
-    Full(Array2<f32>),
-    Rows {
-        rows: Array2<f32>,
-        ny: usize,
-        ry: usize,
-    },
+/// `sqrt(rms^2 + max(0, s) / gain)` on a good pixel, `sqrt(rms^2)` on a bad one: the noise
+/// of [`noise_model`] from the (smoothed) residual `s`.
+#[inline]
+fn noise_value(rms: f32, s: f32, good: bool, inv_gain: f32) -> f32 {
+    let mut v = rms * rms;
+    if good {
+        v += s.max(0.0) * inv_gain;
+    }
+    v.sqrt()
 }
 
-impl DenMap {
-    #[inline]
-    fn get(&self, y: usize, x: usize) -> f32 {
-        match self {
-            DenMap::Full(d) => d[[y, x]],
-            DenMap::Rows { rows, ny, ry } => {
-                let yr = if y < *ry {
-                    y
-                } else if y + *ry >= *ny {
-                    2 * *ry + 1 - (*ny - y)
-                } else {
-                    *ry
-                };
-                rows[[yr, x]]
+/// The inputs of [`noise_model`], read one row at a time.
+struct NoiseSource<'a> {
+    image: &'a ArrayView2<'a, f32>,
+    background: &'a Background,
+    mask: Option<&'a ArrayView2<'a, bool>>,
+}
+
+impl NoiseSource<'_> {
+    /// Row `y` of `image - background` (0 on bad pixels) and of the good-pixel mask; returns
+    /// whether every pixel of the row is good.
+    fn residual_row(&self, y: usize, resid: &mut [f32], good: &mut [bool]) -> bool {
+        let img = self.image.row(y);
+        let bg = self.background.background.row(y);
+        let mut all = true;
+        for x in 0..resid.len() {
+            let v = img[x];
+            let g = v.is_finite() && !self.mask.is_some_and(|m| m[[y, x]]);
+            good[x] = g;
+            all &= g;
+            resid[x] = if g { v - bg[x] } else { 0.0 };
+        }
+        all
+    }
+}
+
+/// The smoothing normalisation where no pixel is bad: the row pass of an all-good row (every
+/// row's) and, per distance to the top / bottom edge, the column pass of those rows
+/// (`2 r + 1` distinct rows; `None` when the image has no more than `2 r` rows).
+struct OnesConvolved {
+    row: Vec<f32>,
+    rows: Option<Array2<f32>>,
+}
+
+impl OnesConvolved {
+    fn new(k: &[f32], ny: usize, nx: usize) -> Self {
+        let r = k.len() / 2;
+        let mut row = vec![0.0f32; nx];
+        convolve_row(&vec![1.0f32; nx], k, &mut row);
+        let rows = (ny > 2 * r).then(|| {
+            let n = 2 * r + 1;
+            let mut out = Array2::<f32>::zeros((n, nx));
+            for (y, mut o) in out.outer_iter_mut().enumerate() {
+                let o = o.as_slice_mut().expect("standard layout");
+                column_pass(o, k, y, n, |_| &row);
             }
+            out
+        });
+        Self { row, rows }
+    }
+
+    /// The normalisation of row `y` of `ny` when rows `y - r ..= y + r` are all good.
+    fn den_row(&self, y: usize, ny: usize, r: usize) -> Option<&[f32]> {
+        let rows = self.rows.as_ref()?;
+        let yr = if y < r {
+            y
+        } else if y + r >= ny {
+            2 * r + 1 - (ny - y)
+        } else {
+            r
+        };
+        rows.row(yr).to_slice()
+    }
+}
+
+/// Rows `y0 .. y0 + out.nrows()` of the smoothed noise model: the separable convolutions of
+/// the residual and of the good-pixel weights (bitwise those of [`convolve_separable`]) with
+/// a ring of `2 r + 1` row-convolved rows, instead of full-image temporaries.
+fn smoothed_noise_band(
+    src: &NoiseSource,
+    k: &[f32],
+    ones: &OnesConvolved,
+    y0: usize,
+    out: &mut ndarray::ArrayViewMut2<f32>,
+    inv_gain: f32,
+) {
+    let (ny, nx) = src.image.dim();
+    let r = k.len() / 2;
+    let n_ring = 2 * r + 1;
+    // Ring slot of source row yy: yy % n_ring; `ring_all[slot]`: that row is all good (its
+    // weight row is then `ones.row`, not stored).
+    let mut num = vec![0.0f32; n_ring * nx];
+    let mut wts = vec![0.0f32; n_ring * nx];
+    let mut ring_all = vec![false; n_ring];
+    let mut resid = vec![0.0f32; nx];
+    let mut good = vec![false; nx];
+    let mut w = vec![0.0f32; nx];
+    let mut s_row = vec![0.0f32; nx];
+    let mut d_row = vec![0.0f32; nx];
+    let y1 = y0 + out.nrows();
+    // Next source row to convolve into the ring.
+    let mut next = y0.saturating_sub(r);
+    for y in y0..y1 {
+        let lo = y.saturating_sub(r);
+        let hi = (y + r).min(ny - 1);
+        while next <= hi {
+            let slot = next % n_ring;
+            let all = src.residual_row(next, &mut resid, &mut good);
+            convolve_row(&resid, k, &mut num[slot * nx..(slot + 1) * nx]);
+            ring_all[slot] = all;
+            if !all {
+                for (w, &g) in w.iter_mut().zip(&good) {
+                    *w = if g { 1.0 } else { 0.0 };
+                }
+                convolve_row(&w, k, &mut wts[slot * nx..(slot + 1) * nx]);
+            }
+            next += 1;
+        }
+        column_pass(&mut s_row, k, y, ny, |yy| {
+            let slot = yy % n_ring;
+            &num[slot * nx..(slot + 1) * nx]
+        });
+        let den: &[f32] = match ones.den_row(y, ny, r) {
+            Some(d) if (lo..=hi).all(|yy| ring_all[yy % n_ring]) => d,
+            _ => {
+                column_pass(&mut d_row, k, y, ny, |yy| {
+                    let slot = yy % n_ring;
+                    if ring_all[slot] {
+                        &ones.row
+                    } else {
+                        &wts[slot * nx..(slot + 1) * nx]
+                    }
+                });
+                &d_row
+            }
+        };
+        // The good mask of row y itself.
+        src.residual_row(y, &mut resid, &mut good);
+        let rms = src.background.rms.row(y);
+        let mut o = out.row_mut(y - y0);
+        for x in 0..nx {
+            let d = den[x];
+            let s = if d > 1e-6 { s_row[x] / d } else { 0.0 };
+            o[x] = noise_value(rms[x], s, good[x], inv_gain);
         }
     }
 }
@@ -385,12 +503,66 @@ pub(crate) fn gaussian_kernel_1d(sigma: f64) -> Vec<f32> {
     k.iter().map(|v| (v / s) as f32).collect()
 }
 
+/// One row of the separable convolution: `out[x] = sum_t k[t] src[x - r + t]` over the taps
+/// that fall inside the row (zero padding), accumulated from 0 in tap order.
+pub(crate) fn convolve_row(src: &[f32], k: &[f32], out: &mut [f32]) {
+    let nx = src.len();
+    let rx = k.len() / 2;
+    let conv = |x: usize| -> f32 {
+        let lo = x.saturating_sub(rx);
+        let hi = (x + rx).min(nx - 1);
+        let mut acc = 0.0f32;
+        for (xx, &s) in src.iter().enumerate().take(hi + 1).skip(lo) {
+            acc += k[xx + rx - x] * s;
+        }
+        acc
+    };
+    if nx > 2 * rx {
+        // Interior pixels: the full kernel, accumulated tap by tap over the whole interior
+        // (vectorisable) in the same order as the per-pixel sum: 0 + k0 s0 + k1 s1 + ...,
+        // hence bitwise the same result.
+        for x in (0..rx).chain(nx - rx..nx) {
+            out[x] = conv(x);
+        }
+        let m = nx - 2 * rx;
+        let inner = &mut out[rx..nx - rx];
+        inner.fill(0.0);
+        for (t, &kt) in k.iter().enumerate() {
+            for (o, &s) in inner.iter_mut().zip(&src[t..t + m]) {
+                *o += kt * s;
+            }
+        }
+    } else {
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = conv(x);
+        }
+    }
+}
+
+/// Row `y` of the column pass of the separable convolution (zero padding) of `ny` rows:
+/// `out = sum_t k[t] row(y - r + t)` over the rows inside the image, accumulated from 0 in
+/// tap order.
+fn column_pass<'a>(
+    out: &mut [f32],
+    k: &[f32],
+    y: usize,
+    ny: usize,
+    row: impl Fn(usize) -> &'a [f32],
+) {
+    let r = k.len() / 2;
+    out.fill(0.0);
+    for yy in y.saturating_sub(r)..=(y + r).min(ny - 1) {
+        let w = k[yy + r - y];
+        for (o, &s) in out.iter_mut().zip(row(yy)) {
+            *o += w * s;
+        }
+    }
+}
+
 /// Separable "same" convolution with zero padding: rows with `kx`, then columns with `ky`
 /// (odd lengths). Parallel over rows.
 pub(crate) fn convolve_separable(img: &ArrayView2<f32>, ky: &[f32], kx: &[f32]) -> Array2<f32> {
     let (ny, nx) = img.dim();
-    let rx = kx.len() / 2;
-    let ry = ky.len() / 2;
     let mut tmp = Array2::<f32>::zeros((ny, nx));
     tmp.axis_iter_mut(Axis(0))
         .into_par_iter()
@@ -405,51 +577,18 @@ pub(crate) fn convolve_separable(img: &ArrayView2<f32>, ky: &[f32], kx: &[f32]) 
                     &owned
                 }
             };
-            let conv = |x: usize| -> f32 {
-                let lo = x.saturating_sub(rx);
-                let hi = (x + rx).min(nx - 1);
-                let mut acc = 0.0f32;
-                for (xx, &s) in src.iter().enumerate().take(hi + 1).skip(lo) {
-                    acc += kx[xx + rx - x] * s;
-                }
-                acc
-            };
-            match row.as_slice_mut() {
-                // Interior pixels: the full kernel, accumulated tap by tap over the whole
-                // interior (vectorisable) in the same order as the per-pixel sum: 0 + k0 s0 +
-                // k1 s1 + ..., hence bitwise the same result.
-                Some(out) if nx > 2 * rx => {
-                    for x in (0..rx).chain(nx - rx..nx) {
-                        out[x] = conv(x);
-                    }
-                    let m = nx - 2 * rx;
-                    let inner = &mut out[rx..nx - rx];
-                    inner.fill(0.0);
-                    for (t, &k) in kx.iter().enumerate() {
-                        for (o, &s) in inner.iter_mut().zip(&src[t..t + m]) {
-                            *o += k * s;
-                        }
-                    }
-                }
-                _ => {
-                    for x in 0..nx {
-                        row[x] = conv(x);
-                    }
-                }
-            }
+            let out = row.as_slice_mut().expect("standard layout");
+            convolve_row(src, kx, out);
         });
     let mut out = Array2::<f32>::zeros((ny, nx));
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
         .for_each(|(y, mut row)| {
-            let lo = y.saturating_sub(ry);
-            let hi = (y + ry).min(ny - 1);
-            for yy in lo..=hi {
-                let w = ky[yy + ry - y];
-                let src = tmp.row(yy);
-                row.zip_mut_with(&src, |o, &s| *o += w * s);
-            }
+            let o = row.as_slice_mut().expect("standard layout");
+            column_pass(o, ky, y, ny, |yy| {
+                tmp.row(yy).to_slice().expect("standard layout")
+            });
         });
     out
 }
@@ -554,41 +693,60 @@ mod tests {
 
     #[test]
     fn noise_model_is_bitwise_the_reference() {
-        let (ny, nx) = (37, 41);
-        let image = Array2::from_shape_fn((ny, nx), |(y, x)| {
-            let (dx, dy) = (x as f32 - 20.3, y as f32 - 17.6);
-            100.0 + ((y * 31 + x * 17) % 13) as f32 + 500.0 * (-(dx * dx + dy * dy) / 8.0).exp()
-        });
-        let bg = Background {
-            background: Array2::from_elem((ny, nx), 104.0),
-            rms: Array2::from_shape_fn((ny, nx), |(y, x)| 3.0 + 0.01 * (x + y) as f32),
-            global_background: 104.0,
-            global_rms: 3.0,
-            mesh_background: Array2::zeros((1, 1)),
-            mesh_rms: Array2::zeros((1, 1)),
-            n_filled: 0,
-        };
-        let mask = Array2::from_shape_fn((ny, nx), |(y, x)| (x * 7 + y * 3) % 29 == 0);
-        for m in [None, Some(mask.view())] {
-            for sigma in [0.0, 0.7, 1.0, 2.5] {
-                for gain in [2.0, f64::INFINITY] {
-                    let p = NoiseParams {
-                        smooth_sigma: sigma,
-                    };
-                    let a = noise_model(&image.view(), &bg, m.as_ref(), gain, &p).unwrap();
-                    let b = if gain.is_finite() {
-                        noise_model_ref(&image.view(), &bg, m.as_ref(), gain, sigma)
-                    } else {
-                        bg.rms.mapv(|r| (r * r).sqrt())
-                    };
-                    assert!(
-                        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "sigma {sigma} gain {gain} masked {}",
-                        m.is_some()
-                    );
+        // Shapes with one and several row bands (and 1 or 3 threads, so different band
+        // splits), tiny images, a NaN pixel, sparse masks and a masked block (rows whose
+        // neighbourhood is partly all good, partly not).
+        let mut cases = 0;
+        for &(ny, nx) in &[(37, 41), (150, 23), (5, 4), (3, 60), (200, 9)] {
+            let mut image = Array2::from_shape_fn((ny, nx), |(y, x)| {
+                let (dx, dy) = (x as f32 - 20.3, y as f32 - 17.6);
+                100.0 + ((y * 31 + x * 17) % 13) as f32 + 500.0 * (-(dx * dx + dy * dy) / 8.0).exp()
+            });
+            image[[ny / 2, nx / 3]] = f32::NAN;
+            let bg = Background {
+                background: Array2::from_elem((ny, nx), 104.0),
+                rms: Array2::from_shape_fn((ny, nx), |(y, x)| 3.0 + 0.01 * (x + y) as f32),
+                global_background: 104.0,
+                global_rms: 3.0,
+                mesh_background: Array2::zeros((1, 1)),
+                mesh_rms: Array2::zeros((1, 1)),
+                n_filled: 0,
+            };
+            let sparse = Array2::from_shape_fn((ny, nx), |(y, x)| (x * 7 + y * 3) % 29 == 0);
+            let block = Array2::from_shape_fn((ny, nx), |(y, x)| {
+                (ny * 2 / 3..ny * 2 / 3 + 4).contains(&y) && (1..4).contains(&x)
+            });
+            for m in [None, Some(sparse.view()), Some(block.view())] {
+                for sigma in [0.0, 0.7, 1.0, 2.5] {
+                    for gain in [2.0, f64::INFINITY] {
+                        let p = NoiseParams {
+                            smooth_sigma: sigma,
+                        };
+                        let b = if gain.is_finite() {
+                            noise_model_ref(&image.view(), &bg, m.as_ref(), gain, sigma)
+                        } else {
+                            bg.rms.mapv(|r| (r * r).sqrt())
+                        };
+                        for threads in [1, 3] {
+                            let pool = rayon::ThreadPoolBuilder::new()
+                                .num_threads(threads)
+                                .build()
+                                .unwrap();
+                            let a = pool.install(|| {
+                                noise_model(&image.view(), &bg, m.as_ref(), gain, &p).unwrap()
+                            });
+                            assert!(
+                                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                                "{ny}x{nx} sigma {sigma} gain {gain} masked {} threads {threads}",
+                                m.is_some()
+                            );
+                            cases += 1;
+                        }
+                    }
                 }
             }
         }
+        assert_eq!(cases, 240);
     }
 
     #[test]
