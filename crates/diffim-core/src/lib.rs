@@ -36,6 +36,7 @@
 
 pub mod fft;
 pub mod mask;
+pub mod mem;
 pub mod psf;
 pub mod stats;
 pub mod testdata;

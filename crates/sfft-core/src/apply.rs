@@ -138,8 +138,9 @@ pub fn apply(
     let ncoef = kord + 1;
     let cxs: Vec<f32> = (0..nx).map(|x| scaled(x as f64, nx) as f32).collect();
     let cxd: Vec<f64> = (0..nx).map(|x| scaled(x as f64, nx)).collect();
-    let mut conv = Array2::<f32>::zeros((ny, nx));
-    let mut var = Array2::<f32>::zeros((ny, nx));
+    // Accumulated into: allocated by writing (diffim_core::mem), not zeroed.
+    let mut conv = diffim_core::mem::filled_array((ny, nx), 0.0f32);
+    let mut var = diffim_core::mem::filled_array((ny, nx), 0.0f32);
     let mut bg = Array2::<f32>::zeros((ny, nx));
     let mut ksum = Array2::<f32>::zeros((ny, nx));
     conv.axis_chunks_iter_mut(Axis(0), BAND)

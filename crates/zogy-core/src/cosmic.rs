@@ -30,6 +30,7 @@
 //! iterations revisit only the pixels within 4 px of those just replaced. The results are
 //! those of whole-image filters, bit for bit (checked against such a version in the tests).
 
+use diffim_core::mem::filled;
 use ndarray::{Array2, ArrayView2};
 use std::borrow::Cow;
 
@@ -188,10 +189,11 @@ impl Run<'_> {
         // S of the image and of its negative (holes), computed where first needed and
         // forgotten around the replaced pixels (S is 3x3-local).
         let mut memo = SMemo::new(n);
-        let mut out = vec![false; n];
+        // Flags read before they are set: allocated by writing (diffim_core::mem).
+        let mut out = filled(n, false);
         // Pixels found in the current iteration; all false between iterations, when they
         // serve as scratch flags for collecting the next iteration's pixels.
-        let mut pend = vec![false; n];
+        let mut pend = filled(n, false);
         let signs: &[f32] = if self.p.negative {
             &[1.0, -1.0]
         } else {
@@ -327,21 +329,43 @@ fn significant(img: Plane<f32>, noise: Plane<f32>, clip: f64, n_signs: usize) ->
 /// computed again).
 struct SMemo {
     v: Vec<[u32; 2]>,
+    /// Blocks of [`Self::BLOCK`] entries already written (cleared) once. The memo is looked
+    /// up before it is set: a page of zeroed memory first read maps the shared zero page, and
+    /// the first write then costs a second fault and a TLB shootdown (diffim_core::mem).
+    /// Clearing a block by a write before its first lookup maps each page once, and only
+    /// where candidates are.
+    cleared: Vec<bool>,
 }
 
 impl SMemo {
     const EMPTY: u32 = 0x7fc0_0000;
+    /// Entries per block (one 4 KiB page).
+    const BLOCK: usize = 512;
 
     fn new(n: usize) -> Self {
         Self {
+            // Zeroed and untouched: pages are mapped by `entry` where needed.
             v: vec![[0u32; 2]; n],
+            cleared: vec![false; n.div_ceil(Self::BLOCK)],
         }
+    }
+
+    /// Entry `k`, its block cleared by a write first.
+    #[inline]
+    fn entry(&mut self, k: usize) -> &mut [u32; 2] {
+        let b = k / Self::BLOCK;
+        if !self.cleared[b] {
+            let end = ((b + 1) * Self::BLOCK).min(self.v.len());
+            self.v[b * Self::BLOCK..end].fill([0, 0]);
+            self.cleared[b] = true;
+        }
+        &mut self.v[k]
     }
 
     /// `(S+, S-)` at `(y, x)` of the current `img`.
     fn get(&mut self, img: Plane<f32>, noise: Plane<f32>, y: usize, x: usize) -> (f32, f32) {
         let k = y * img.nx + x;
-        let [a, b] = self.v[k];
+        let [a, b] = *self.entry(k);
         if a != 0 {
             return (
                 f32::from_bits(a ^ Self::EMPTY),
@@ -355,7 +379,7 @@ impl SMemo {
 
     /// Marks pixel `k` as changed.
     fn forget(&mut self, k: usize) {
-        self.v[k] = [0, 0];
+        *self.entry(k) = [0, 0];
     }
 }
 

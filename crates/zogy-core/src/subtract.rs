@@ -9,6 +9,7 @@ use crate::{
 };
 use diffim_core::fft::{Fft2, next_fast_len, next_fast_real_len};
 use diffim_core::mask::{dilate, finite_mask};
+use diffim_core::mem::filled_array;
 use diffim_core::stats::{mad_std, median, median_in_place};
 use ndarray::{Array2, ArrayView2, Axis, Zip, s};
 use rayon::prelude::*;
@@ -433,11 +434,13 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
 
     // Blended outputs, accumulated in place (f32: at most four tiles overlap a pixel). The
     // weights are separable, w(y) w(x), so their sum per pixel is the product of 1-D sums.
-    let mut d = Array2::<f32>::zeros(dim);
-    let mut s_out = Array2::<f32>::zeros(dim);
-    let mut scorr = Array2::<f32>::zeros(dim);
-    let mut flux = Array2::<f32>::zeros(dim);
-    let mut flux_err = Array2::<f32>::zeros(dim);
+    // Allocated by writing (diffim_core::mem): accumulating into fresh zeroed pages costs a
+    // second page fault and a TLB shootdown per page.
+    let mut d = filled_array(dim, 0.0f32);
+    let mut s_out = filled_array(dim, 0.0f32);
+    let mut scorr = filled_array(dim, 0.0f32);
+    let mut flux = filled_array(dim, 0.0f32);
+    let mut flux_err = filled_array(dim, 0.0f32);
     let wsum_axis = |n: usize, c: &[(usize, usize)]| -> Vec<f64> {
         (0..n)
             .map(|p| c.iter().map(|&(a, b)| blend_weight(p, a, b, n, ov)).sum())

@@ -116,6 +116,8 @@ pub struct ZogyOptions {
     /// 0.02 leaves 2, 0.03 leaves none: 0.04 keeps a margin).
     pub params: ZogyParams,
     /// PSF estimation (background, detection, star selection, KL fit) for both images.
+    /// Default: psf-kl's defaults with [`PsfEstimateParams::measure_star_fwhm`] off (the
+    /// per-star FWHM is not reported here; the model's FWHM is).
     pub psf: PsfEstimateParams,
     /// Noise model used when no noise map is given.
     pub noise: NoiseParams,
@@ -168,7 +170,10 @@ impl Default for ZogyOptions {
                 psf_wing_error: 0.04,
                 ..Default::default()
             },
-            psf: PsfEstimateParams::default(),
+            psf: PsfEstimateParams {
+                measure_star_fwhm: false,
+                ..Default::default()
+            },
             noise: NoiseParams::default(),
             saturation_grow: 5,
             mask_flat: true,
