@@ -10,7 +10,7 @@ use crate::{
 use diffim_core::fft::{Fft2, next_fast_len, next_fast_real_len};
 use diffim_core::mask::{dilate, finite_mask};
 use diffim_core::mem::filled_array;
-use diffim_core::stats::{mad_std, median, median_in_place};
+use diffim_core::stats::{MAD_TO_SIGMA, median_in_place};
 use ndarray::{Array2, ArrayView2, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -521,21 +521,27 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
 
     // Diagnostics from a regular subsample of about 2^18 pixels (0.2 % precision).
     let step = ((ny * nx) as f64 / 262_144.0).sqrt().ceil().max(1.0) as usize;
-    let good: Vec<f64> = Zip::from(scorr.slice(s![..;step, ..;step]))
+    let sub = (ny.div_ceil(step)) * (nx.div_ceil(step));
+    let mut good: Vec<f64> = Zip::from(scorr.slice(s![..;step, ..;step]))
         .and(mask.slice(s![..;step, ..;step]))
-        .fold(Vec::new(), |mut v, &a, &m| {
-            if !m {
+        .fold(Vec::with_capacity(sub), |mut v, &a, &m| {
+            if !m && a.is_finite() {
                 v.push(a as f64);
             }
             v
         });
-    let good_scorr = || good.iter().copied();
+    // Median, then the MAD on the same buffer (two selections, no copies).
+    let scorr_median = median_in_place(&mut good);
+    let scorr_robust_std = scorr_median.and_then(|m| {
+        good.iter_mut().for_each(|x| *x = (*x - m).abs());
+        median_in_place(&mut good).map(|d| d * MAD_TO_SIGMA)
+    });
     let diagnostics = ZogyDiagnostics {
         n_iter,
         n_stars_used: n_used,
         n_stars_kept: n_kept,
-        scorr_robust_std: mad_std(good_scorr()).unwrap_or(f64::NAN),
-        scorr_median: median(good_scorr()).unwrap_or(f64::NAN),
+        scorr_robust_std: scorr_robust_std.unwrap_or(f64::NAN),
+        scorr_median: scorr_median.unwrap_or(f64::NAN),
         sigma_new: sigma_n,
         sigma_ref: sigma_r,
         n_tiles: ycores.len() * xcores.len(),
