@@ -119,7 +119,8 @@ impl ClippedStats {
 
 /// Iterative sigma clipping around the median at `nsigma` standard deviations, until no value is
 /// rejected or `max_iter` passes. Non-finite values are ignored; `None` when none is finite.
-/// Reorders `v`.
+/// Overwrites `v`: on return its first `n` values are the kept ones (in their order after the
+/// last median selection); the rest is unspecified.
 pub fn sigma_clip(v: &mut [f64], nsigma: f64, max_iter: usize) -> Option<ClippedStats> {
     let mut n = partition_finite(v);
     if n == 0 {
@@ -131,10 +132,12 @@ pub fn sigma_clip(v: &mut [f64], nsigma: f64, max_iter: usize) -> Option<Clipped
             stats.median - nsigma * stats.std,
             stats.median + nsigma * stats.std,
         );
+        // The kept values copied forward, in order.
         let mut k = 0;
         for i in 0..n {
-            if v[i] >= lo && v[i] <= hi {
-                v.swap(i, k);
+            let x = v[i];
+            if x >= lo && x <= hi {
+                v[k] = x;
                 k += 1;
             }
         }

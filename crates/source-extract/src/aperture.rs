@@ -1,6 +1,5 @@
 //! Circular-aperture photometry with exact pixel/circle overlap and an annulus background.
 
-use crate::clip::sigma_clip_finite;
 use crate::detect::{FLAG_APERTURE_TRUNCATED, FLAG_EDGE, FLAG_MASKED};
 use ndarray::ArrayView2;
 
@@ -318,7 +317,7 @@ pub(crate) fn annulus_background(
             }
         }
     }
-    let s = sigma_clip_finite(&mut vals, 3.0, 5)?;
+    let s = diffim_core::stats::sigma_clip(&mut vals, 3.0, 5)?;
     Some((s.mean, s.std / (s.n as f64).sqrt()))
 }
 

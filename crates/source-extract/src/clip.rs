@@ -53,69 +53,6 @@ pub(crate) fn sigma_clip_sorted(
     Some(stats)
 }
 
-/// [`diffim_core::stats::sigma_clip`] of finite values, bit for bit: the same sums in the same
-/// order and the same selections on the same arrays (so the same permutations), without the
-/// passes that move non-finite values (none here) and with the kept values copied forward
-/// instead of swapped (the kept prefix is the same). For small samples (annulus pixels).
-///
-/// # Panics
-/// In debug builds, if `v` holds a non-finite value (a caller bug).
-pub(crate) fn sigma_clip_finite(
-    v: &mut [f64],
-    nsigma: f64,
-    max_iter: usize,
-) -> Option<ClippedStats> {
-    debug_assert!(v.iter().all(|x| x.is_finite()), "finite values only");
-    let mut n = v.len();
-    if n == 0 {
-        return None;
-    }
-    let mut stats = selected_moments(&mut v[..n]);
-    for _ in 0..max_iter {
-        let (lo, hi) = (
-            stats.median - nsigma * stats.std,
-            stats.median + nsigma * stats.std,
-        );
-        let mut k = 0;
-        for i in 0..n {
-            let x = v[i];
-            if x >= lo && x <= hi {
-                v[k] = x;
-                k += 1;
-            }
-        }
-        if k == n || k == 0 {
-            break;
-        }
-        n = k;
-        stats = selected_moments(&mut v[..n]);
-    }
-    Some(stats)
-}
-
-/// The moments of `diffim_core::stats::sigma_clip` (non-empty finite `v`, reordered by the
-/// median selection exactly as there).
-fn selected_moments(v: &mut [f64]) -> ClippedStats {
-    let n = v.len();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-    let mid = n / 2;
-    let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
-    let hi = *m;
-    let median = if n % 2 == 1 {
-        hi
-    } else {
-        let lo = v[..mid].iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        0.5 * (lo + hi)
-    };
-    ClippedStats {
-        mean,
-        median,
-        std: var.sqrt(),
-        n,
-    }
-}
-
 /// Mean, median, population standard deviation and count of sorted, finite, non-empty `v`
 /// (the formulas of `diffim_core::stats` moments: the mean first, then the mean squared
 /// deviation; the even-count median is the mean of the two middle values).
@@ -257,50 +194,6 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use rand_distr::{Distribution, Normal};
-
-    /// Bit for bit `diffim_core::stats::sigma_clip` on finite samples (odd and even sizes,
-    /// outliers, ties, 0 to 50 iterations), the clipped sample too.
-    #[test]
-    fn finite_clip_is_bitwise_sigma_clip() {
-        let mut rng = ChaCha8Rng::seed_from_u64(23);
-        for case in 0..400 {
-            let n = 1 + case % 97 + (case % 5) * 300;
-            let normal = Normal::new(100.0, 7.0).unwrap();
-            let v: Vec<f64> = (0..n)
-                .map(|i| {
-                    let x: f64 = normal.sample(&mut rng);
-                    let x = if i % 11 == 0 {
-                        x + 200.0 * rng.random::<f64>()
-                    } else {
-                        x
-                    };
-                    if case % 3 == 0 { x.round() } else { x }
-                })
-                .collect();
-            let max_iter = [0, 1, 5, 50][case % 4];
-            let (mut a, mut b) = (v.clone(), v);
-            let fast = sigma_clip_finite(&mut a, 3.0, max_iter).unwrap();
-            let slow = diffim_core::stats::sigma_clip(&mut b, 3.0, max_iter).unwrap();
-            assert_eq!(
-                (
-                    fast.mean.to_bits(),
-                    fast.median.to_bits(),
-                    fast.std.to_bits(),
-                    fast.n
-                ),
-                (
-                    slow.mean.to_bits(),
-                    slow.median.to_bits(),
-                    slow.std.to_bits(),
-                    slow.n
-                ),
-                "case {case}"
-            );
-            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&a[..fast.n]), bits(&b[..slow.n]), "case {case}");
-        }
-        assert!(sigma_clip_finite(&mut [], 3.0, 5).is_none());
-    }
 
     #[test]
     fn radix_sort_is_total_order_sort() {
