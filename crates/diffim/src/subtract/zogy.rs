@@ -520,7 +520,7 @@ pub fn subtract_zogy(
             )
         },
     );
-    let (se, te) = (se.map_err(|e| *e)?, te.map_err(|e| *e)?);
+    let (mut se, mut te) = (se.map_err(|e| *e)?, te.map_err(|e| *e)?);
     timings.push(("psf".to_string(), seconds_since(t0)));
 
     let t1 = Instant::now();
@@ -561,8 +561,17 @@ pub fn subtract_zogy(
         },
     );
     let (sn, tn) = (sn?, tn?);
-    let mut n_img = &inputs.science - &se.background.background;
-    let mut r_img = &inputs.template - &te.background.background;
+    // Background-subtracted images, in the background planes' buffers (no longer needed;
+    // only the global RMS is used below).
+    let minus_bg = |img: &ArrayView2<f32>, bg: &mut Array2<f32>| {
+        let mut out = std::mem::take(bg);
+        Zip::from(&mut out)
+            .and(img)
+            .par_for_each(|b, &v| *b = v - *b);
+        out
+    };
+    let mut n_img = minus_bg(&inputs.science, &mut se.background.background);
+    let mut r_img = minus_bg(&inputs.template, &mut te.background.background);
     let pairs = common_stars(&se.objects, &te.objects);
     let stars: Vec<(f64, f64)> = pairs.iter().take(300).map(|p| p.0).collect();
     let dim = n_img.dim();
