@@ -16,10 +16,14 @@ use std::sync::Arc;
 pub trait FftFloat: FftNum + num_traits::Float + Send + Sync {
     /// Runs `f` with this thread's reusable buffer of row spectra (any length; `f` resizes
     /// it). A forward transform needs one image-sized intermediate; keeping it per thread
-    /// spares an allocation, and the page faults of fresh memory, on every call.
+    /// spares an allocation, and the page faults of fresh memory, on every call. Buffers
+    /// over 32 MiB are not kept (no image-sized memory held between calls for large images).
     #[doc(hidden)]
     fn with_row_buffer<R>(f: impl FnOnce(&mut Vec<Complex<Self>>) -> R) -> R;
 }
+
+/// Largest per-thread row buffer (bytes) [`FftFloat::with_row_buffer`] keeps between calls.
+const ROW_BUFFER_KEEP_BYTES: usize = 32 << 20;
 
 macro_rules! fft_float {
     ($t:ty) => {
@@ -33,7 +37,11 @@ macro_rules! fft_float {
                 // work stealing) finds an empty buffer and allocates its own.
                 let mut v = ROWS.with(|c| c.take());
                 let r = f(&mut v);
-                ROWS.with(|c| c.set(v));
+                // Kept for the next call up to ROW_BUFFER_KEEP_BYTES (ZOGY's tiles, images
+                // to ~2k^2); a larger one is freed rather than held by the thread.
+                if v.capacity() * std::mem::size_of::<Complex<$t>>() <= ROW_BUFFER_KEEP_BYTES {
+                    ROWS.with(|c| c.set(v));
+                }
                 r
             }
         }
@@ -444,11 +452,7 @@ impl<T: FftFloat> Fft2<T> {
              mut block: ArrayViewMut2<T>,
              (rows, buf, scratch): &mut (Vec<Complex<T>>, Vec<T>, Vec<Complex<T>>)| {
                 let b = block.nrows();
-                for (k, col) in spec.chunks_exact(ny).enumerate() {
-                    for (j, &v) in col[y0..y0 + b].iter().enumerate() {
-                        rows[j * nc + k] = v;
-                    }
-                }
+                gather_columns(spec, ny, y0, &mut rows[..b * nc]);
                 for (j, mut orow) in block.axis_iter_mut(Axis(0)).enumerate() {
                     let s = &mut rows[j * nc..(j + 1) * nc];
                     // A real signal's DC (and Nyquist, for even nx) bins are real; rounding
