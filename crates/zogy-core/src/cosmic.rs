@@ -437,7 +437,7 @@ impl Look<'_> {
             return false;
         }
         // The medians commute with the sign: F(-I) = -F(I).
-        let f = (self.sign as f64 * fine_structure_fast(self.img, y, x) / sig).max(0.01);
+        let f = (self.sign as f64 * fine_structure(self.img, y, x) / sig).max(0.01);
         spv / f > self.contrast
     }
 
@@ -545,24 +545,6 @@ fn unkey(k: i32) -> f32 {
     f32::from_bits((k ^ (((k >> 31) as u32) >> 1) as i32) as u32)
 }
 
-/// Median of the finite values of `a` in the `(2r+1)^2` box around `(y, x)` (clipped at the
-/// edges); 0 when none. The reference for the fast paths below.
-fn median_box(a: Plane<f32>, y: usize, x: usize, r: usize) -> f64 {
-    let (ny, nx) = (a.ny, a.nx);
-    let mut buf = [0.0f64; 49];
-    let mut n = 0;
-    for j in y.saturating_sub(r)..(y + r + 1).min(ny) {
-        for i in x.saturating_sub(r)..(x + r + 1).min(nx) {
-            let v = a.at(j, i);
-            if v.is_finite() && n < buf.len() {
-                buf[n] = v as f64;
-                n += 1;
-            }
-        }
-    }
-    diffim_core::stats::median_in_place(&mut buf[..n]).unwrap_or(0.0)
-}
-
 /// Median of the values whose [`key`]s are `k` (reordered), as
 /// [`diffim_core::stats::median_in_place`] gives it for those values: the middle one, or the
 /// mean of the two middle ones (in `f64`); 0 when empty. The keys order the values as
@@ -584,8 +566,10 @@ fn median_keys(k: &mut [i32]) -> f64 {
         .map_or(hi, |lo| 0.5 * (unkey(lo) as f64 + hi))
 }
 
-/// [`median_box`] (`r <= 3`) by [`median_keys`].
-fn median_box_fast(a: Plane<f32>, y: usize, x: usize, r: usize) -> f64 {
+/// Median of the finite values of `a` in the `(2r+1)^2` box around `(y, x)` (clipped at the
+/// edges; `r <= 3`), by [`median_keys`]; 0 when none. Bit for bit the median of those values
+/// by `diffim_core::stats::median_in_place` (the reference in the tests).
+fn median_box(a: Plane<f32>, y: usize, x: usize, r: usize) -> f64 {
     let mut k = [0i32; 49];
     let mut n = 0;
     for j in y.saturating_sub(r)..(y + r + 1).min(a.ny) {
@@ -598,23 +582,6 @@ fn median_box_fast(a: Plane<f32>, y: usize, x: usize, r: usize) -> f64 {
         }
     }
     median_keys(&mut k[..n])
-}
-
-/// Fine structure `M3(I) - M7(M3(I))` at `(y, x)`, from the 7x7 box of 3x3 medians. The
-/// reference for [`fine_structure_fast`].
-fn fine_structure(img: Plane<f32>, y: usize, x: usize) -> f64 {
-    let (ny, nx) = (img.ny, img.nx);
-    let m3 = |j: usize, i: usize| median_box(img, j, i, 1);
-    let mut buf = [0.0f64; 49];
-    let mut n = 0;
-    for j in y.saturating_sub(3)..(y + 4).min(ny) {
-        for i in x.saturating_sub(3)..(x + 4).min(nx) {
-            buf[n] = m3(j, i);
-            n += 1;
-        }
-    }
-    let m7 = diffim_core::stats::median_in_place(&mut buf[..n]).unwrap_or(0.0);
-    m3(y, x) - m7
 }
 
 #[inline(always)]
@@ -669,12 +636,14 @@ fn median25(mut v: [i32; 25]) -> i32 {
     *cand.select_nth_unstable(6).1
 }
 
-/// [`fine_structure`], fast. When the 9x9 box is inside the image and finite, every 3x3 median
-/// is the middle of 9 values, taken from the sorted column triples (the median of 9 is the
-/// median of the largest column minimum, the median of the column medians and the smallest
-/// column maximum), and the 7x7 median the middle of 49, all on integer [`key`]s (so the same
-/// elements as the reference's). Elsewhere the reference's steps with [`median_box_fast`].
-fn fine_structure_fast(img: Plane<f32>, y: usize, x: usize) -> f64 {
+/// Fine structure `M3(I) - M7(M3(I))` at `(y, x)`, from the 7x7 box of 3x3 medians (bit for
+/// bit the plain computation, the reference in the tests). When the 9x9 box is inside the
+/// image and finite, every 3x3 median is the middle of 9 values, taken from the sorted column
+/// triples (the median of 9 is the median of the largest column minimum, the median of the
+/// column medians and the smallest column maximum), and the 7x7 median the middle of 49, all
+/// on integer [`key`]s (so the same elements as the reference's). Elsewhere the plain steps
+/// with [`median_box`].
+fn fine_structure(img: Plane<f32>, y: usize, x: usize) -> f64 {
     let (ny, nx) = (img.ny, img.nx);
     if y >= 4 && x >= 4 && y + 4 < ny && x + 4 < nx {
         let mut k = [[0i32; 9]; 9];
@@ -709,12 +678,12 @@ fn fine_structure_fast(img: Plane<f32>, y: usize, x: usize) -> f64 {
     let mut n = 0;
     for j in y.saturating_sub(3)..(y + 4).min(ny) {
         for i in x.saturating_sub(3)..(x + 4).min(nx) {
-            buf[n] = median_box_fast(img, j, i, 1);
+            buf[n] = median_box(img, j, i, 1);
             n += 1;
         }
     }
     let m7 = diffim_core::stats::median_in_place(&mut buf[..n]).unwrap_or(0.0);
-    median_box_fast(img, y, x, 1) - m7
+    median_box(img, y, x, 1) - m7
 }
 
 /// The value replacing the cosmic-ray pixel `(y, x)`, from the good (finite, unmasked, not
@@ -1035,6 +1004,41 @@ mod reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Median of the finite values of `a` in the `(2r+1)^2` box around `(y, x)` (clipped at the
+    /// edges); 0 when none. The reference for [`median_box`].
+    fn median_box_ref(a: Plane<f32>, y: usize, x: usize, r: usize) -> f64 {
+        let (ny, nx) = (a.ny, a.nx);
+        let mut buf = [0.0f64; 49];
+        let mut n = 0;
+        for j in y.saturating_sub(r)..(y + r + 1).min(ny) {
+            for i in x.saturating_sub(r)..(x + r + 1).min(nx) {
+                let v = a.at(j, i);
+                if v.is_finite() && n < buf.len() {
+                    buf[n] = v as f64;
+                    n += 1;
+                }
+            }
+        }
+        diffim_core::stats::median_in_place(&mut buf[..n]).unwrap_or(0.0)
+    }
+
+    /// Fine structure `M3(I) - M7(M3(I))` at `(y, x)`, from the 7x7 box of 3x3 medians. The
+    /// reference for [`fine_structure`].
+    fn fine_structure_ref(img: Plane<f32>, y: usize, x: usize) -> f64 {
+        let (ny, nx) = (img.ny, img.nx);
+        let m3 = |j: usize, i: usize| median_box_ref(img, j, i, 1);
+        let mut buf = [0.0f64; 49];
+        let mut n = 0;
+        for j in y.saturating_sub(3)..(y + 4).min(ny) {
+            for i in x.saturating_sub(3)..(x + 4).min(nx) {
+                buf[n] = m3(j, i);
+                n += 1;
+            }
+        }
+        let m7 = diffim_core::stats::median_in_place(&mut buf[..n]).unwrap_or(0.0);
+        m3(y, x) - m7
+    }
     use diffim_core::psf::gaussian_stamp;
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
@@ -1215,10 +1219,10 @@ mod tests {
             for y in 0..23 {
                 for x in 0..29 {
                     for r in 1..=3 {
-                        let (f, s) = (median_box_fast(pl, y, x, r), median_box(pl, y, x, r));
+                        let (f, s) = (median_box(pl, y, x, r), median_box_ref(pl, y, x, r));
                         assert_eq!(f.to_bits(), s.to_bits(), "r={r} ({y},{x}): {f} vs {s}");
                     }
-                    let (f, s) = (fine_structure_fast(pl, y, x), fine_structure(pl, y, x));
+                    let (f, s) = (fine_structure(pl, y, x), fine_structure_ref(pl, y, x));
                     assert_eq!(f.to_bits(), s.to_bits(), "fine ({y},{x}): {f} vs {s}");
                 }
             }
@@ -1230,7 +1234,7 @@ mod tests {
         let pl = Plane::new(&v, 40, 40);
         for y in 0..40 {
             for x in 0..40 {
-                let (f, s) = (fine_structure_fast(pl, y, x), fine_structure(pl, y, x));
+                let (f, s) = (fine_structure(pl, y, x), fine_structure_ref(pl, y, x));
                 assert_eq!(f.to_bits(), s.to_bits(), "fine ({y},{x}): {f} vs {s}");
             }
         }
