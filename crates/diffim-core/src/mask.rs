@@ -9,16 +9,20 @@ use rayon::prelude::*;
 /// # Panics
 /// If `mask` has a different shape from `image` (a caller bug; validate shapes at the I/O edge).
 pub fn finite_mask(image: &ArrayView2<f32>, mask: Option<&ArrayView2<bool>>) -> Array2<bool> {
-    let mut out = image.mapv(|v| !v.is_finite());
-    if let Some(m) = mask {
-        assert_eq!(
-            m.dim(),
-            image.dim(),
-            "finite_mask: mask shape differs from image"
-        );
-        Zip::from(&mut out).and(m).for_each(|o, &b| *o |= b);
+    // One parallel pass, written straight into the new array.
+    match mask {
+        Some(m) => {
+            assert_eq!(
+                m.dim(),
+                image.dim(),
+                "finite_mask: mask shape differs from image"
+            );
+            Zip::from(image)
+                .and(m)
+                .par_map_collect(|&v, &b| !v.is_finite() || b)
+        }
+        None => Zip::from(image).par_map_collect(|&v| !v.is_finite()),
     }
-    out
 }
 
 /// Grows a mask by a square of half-width `r` pixels (binary dilation); separable, O(N).

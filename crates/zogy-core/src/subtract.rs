@@ -206,14 +206,14 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     let mut bad = finite_mask(&inputs.new, inputs.new_mask.as_ref());
     Zip::from(&mut bad)
         .and(&finite_mask(&inputs.reference, inputs.ref_mask.as_ref()))
-        .for_each(|a, &b| *a |= b);
+        .par_for_each(|a, &b| *a |= b);
     for nm in [inputs.new_noise.as_ref(), inputs.ref_noise.as_ref()]
         .into_iter()
         .flatten()
     {
         Zip::from(&mut bad)
             .and(nm)
-            .for_each(|a, &v| *a |= !(v.is_finite() && v > 0.0));
+            .par_for_each(|a, &v| *a |= !(v.is_finite() && v > 0.0));
     }
     let n_bad = bad.iter().filter(|&&b| b).count();
     if n_bad == ny * nx {
