@@ -354,16 +354,55 @@ impl NoiseSource<'_> {
     fn residual_row(&self, y: usize, resid: &mut [f32], good: &mut [bool]) -> bool {
         let img = self.image.row(y);
         let bg = self.background.background.row(y);
+        let mrow = self.mask.map(|m| m.row(y));
+        // Contiguous rows (the usual case): zipped slices, no per-pixel index checks.
+        if let (Some(img), Some(bg)) = (img.as_slice(), bg.as_slice()) {
+            let (resid, good) = (&mut resid[..img.len()], &mut good[..img.len()]);
+            return match mrow.as_ref().map(|m| m.as_slice()) {
+                None => residual_slices(img, bg, img.iter().map(|_| false), resid, good),
+                Some(Some(m)) => residual_slices(img, bg, m.iter().copied(), resid, good),
+                Some(None) => {
+                    let m = mrow.as_ref().map(|m| m.iter().copied());
+                    residual_slices(img, bg, m.into_iter().flatten(), resid, good)
+                }
+            };
+        }
         let mut all = true;
         for x in 0..resid.len() {
             let v = img[x];
-            let g = v.is_finite() && !self.mask.is_some_and(|m| m[[y, x]]);
+            let g = v.is_finite() && !mrow.as_ref().is_some_and(|m| m[x]);
             good[x] = g;
             all &= g;
             resid[x] = if g { v - bg[x] } else { 0.0 };
         }
         all
     }
+}
+
+/// [`NoiseSource::residual_row`] on row slices: `img - bg` where the pixel is finite and
+/// not `bad`, else 0; `good` gets the pixel's state. Returns whether every pixel is good.
+#[inline]
+fn residual_slices(
+    img: &[f32],
+    bg: &[f32],
+    bad: impl Iterator<Item = bool>,
+    resid: &mut [f32],
+    good: &mut [bool],
+) -> bool {
+    let mut all = true;
+    for ((((r, g), &v), &b), m) in resid
+        .iter_mut()
+        .zip(good.iter_mut())
+        .zip(img)
+        .zip(bg)
+        .zip(bad)
+    {
+        let ok = v.is_finite() & !m;
+        *g = ok;
+        all &= ok;
+        *r = if ok { v - b } else { 0.0 };
+    }
+    all
 }
 
 /// The smoothing normalisation where no pixel is bad: the row pass of an all-good row (every
@@ -424,8 +463,9 @@ fn smoothed_noise_band(
     let mut num = vec![0.0f32; n_ring * nx];
     let mut wts = vec![0.0f32; n_ring * nx];
     let mut ring_all = vec![false; n_ring];
+    // The good masks of the ring's rows (the output row's own is one of them).
+    let mut goods = vec![false; n_ring * nx];
     let mut resid = vec![0.0f32; nx];
-    let mut good = vec![false; nx];
     let mut w = vec![0.0f32; nx];
     let mut s_row = vec![0.0f32; nx];
     let mut d_row = vec![0.0f32; nx];
@@ -437,11 +477,12 @@ fn smoothed_noise_band(
         let hi = (y + r).min(ny - 1);
         while next <= hi {
             let slot = next % n_ring;
-            let all = src.residual_row(next, &mut resid, &mut good);
+            let good = &mut goods[slot * nx..(slot + 1) * nx];
+            let all = src.residual_row(next, &mut resid, good);
             convolve_row(&resid, k, &mut num[slot * nx..(slot + 1) * nx]);
             ring_all[slot] = all;
             if !all {
-                for (w, &g) in w.iter_mut().zip(&good) {
+                for (w, &g) in w.iter_mut().zip(good.iter()) {
                     *w = if g { 1.0 } else { 0.0 };
                 }
                 convolve_row(&w, k, &mut wts[slot * nx..(slot + 1) * nx]);
@@ -466,14 +507,53 @@ fn smoothed_noise_band(
                 &d_row
             }
         };
-        // The good mask of row y itself.
-        src.residual_row(y, &mut resid, &mut good);
+        // The good mask of row y itself, from the ring.
+        let slot = y % n_ring;
+        let good = &goods[slot * nx..(slot + 1) * nx];
         let rms = src.background.rms.row(y);
         let mut o = out.row_mut(y - y0);
-        for x in 0..nx {
-            let d = den[x];
-            let s = if d > 1e-6 { s_row[x] / d } else { 0.0 };
-            o[x] = noise_value(rms[x], s, good[x], inv_gain);
+        match (o.as_slice_mut(), rms.as_slice()) {
+            (Some(o), Some(rms)) => {
+                smoothed_noise_row(o, rms, &s_row, den, good, ring_all[slot], inv_gain)
+            }
+            _ => {
+                for x in 0..nx {
+                    let d = den[x];
+                    let s = if d > 1e-6 { s_row[x] / d } else { 0.0 };
+                    o[x] = noise_value(rms[x], s, good[x], inv_gain);
+                }
+            }
+        }
+    }
+}
+
+/// One output row of [`smoothed_noise_band`] on slices: [`noise_value`] of the normalised
+/// smoothed residual `s / den` (0 where `den <= 1e-6`), written branch-free so that it
+/// vectorises; `all_good`: every pixel of the row is good.
+#[inline]
+fn smoothed_noise_row(
+    out: &mut [f32],
+    rms: &[f32],
+    s: &[f32],
+    den: &[f32],
+    good: &[bool],
+    all_good: bool,
+    inv_gain: f32,
+) {
+    let n = out.len();
+    let (rms, s, den, good) = (&rms[..n], &s[..n], &den[..n], &good[..n]);
+    let value = |r: f32, s: f32, d: f32, g: bool| {
+        let q = s / d;
+        let s = if d > 1e-6 { q } else { 0.0 };
+        noise_value(r, s, g, inv_gain)
+    };
+    if all_good {
+        for (((o, &r), &s), &d) in out.iter_mut().zip(rms).zip(s).zip(den) {
+            *o = value(r, s, d, true);
+        }
+    } else {
+        for ((((o, &r), &s), &d), &g) in out.iter_mut().zip(rms).zip(s).zip(den).zip(good) {
+            *o = value(r, s, d, g);
         }
     }
 }
@@ -747,6 +827,35 @@ mod tests {
             }
         }
         assert_eq!(cases, 240);
+    }
+
+    #[test]
+    fn noise_model_on_strided_views_is_bitwise_the_reference() {
+        // Transposed (non-contiguous) image and mask views take the per-index row paths.
+        let (ny, nx) = (40, 33);
+        let mut image = Array2::from_shape_fn((nx, ny), |(x, y)| {
+            100.0 + ((y * 31 + x * 17) % 13) as f32 + 40.0 * ((x + y) % 5) as f32
+        });
+        image[[3, 7]] = f32::INFINITY;
+        let mask = Array2::from_shape_fn((nx, ny), |(x, y)| (x * 5 + y * 3) % 17 == 0);
+        let bg = Background {
+            background: Array2::from_elem((ny, nx), 104.0),
+            rms: Array2::from_shape_fn((ny, nx), |(y, x)| 3.0 + 0.01 * (x + y) as f32),
+            global_background: 104.0,
+            global_rms: 3.0,
+            mesh_background: Array2::zeros((1, 1)),
+            mesh_rms: Array2::zeros((1, 1)),
+            n_filled: 0,
+        };
+        let (img, m) = (image.t(), mask.t());
+        for (mask, sigma) in [(None, 1.0), (Some(&m), 1.0), (Some(&m), 0.0)] {
+            let p = NoiseParams {
+                smooth_sigma: sigma,
+            };
+            let a = noise_model(&img, &bg, mask, 1.7, &p).unwrap();
+            let b = noise_model_ref(&img, &bg, mask, 1.7, sigma);
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
     }
 
     #[test]
