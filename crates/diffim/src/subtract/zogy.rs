@@ -655,26 +655,41 @@ pub fn subtract_zogy(
         stars: &stars,
         ..ZogyInputs::new(n_img.view(), r_img.view(), &pn, &pr)
     };
-    let mut res = zogy(&zin, &params)?;
+    let flux_corr_at = |beta: f64| {
+        ap_all
+            .as_ref()
+            .filter(|_| opts.flux_aperture_correction)
+            .and_then(|a| {
+                flux_correction(
+                    &n_img,
+                    &bad,
+                    &pn,
+                    &pr,
+                    (se.background.global_rms, te.background.global_rms),
+                    beta,
+                    &a.science,
+                    opts.aperture_beta.min_stars,
+                    opts.aperture_beta.tukey_c,
+                )
+            })
+    };
+    // With beta known beforehand (fixed, or from the apertures), the flux correction runs
+    // beside ZOGY, filling its sequential stretches.
+    let (res, flux_corr) = match params.beta {
+        BetaMode::Fixed(b) => {
+            let (res, fc) = rayon::join(|| zogy(&zin, &params), || flux_corr_at(b));
+            (res?, fc)
+        }
+        BetaMode::Fit => {
+            let res = zogy(&zin, &params)?;
+            let fc = flux_corr_at(res.beta);
+            (res, fc)
+        }
+    };
+    let mut res = res;
     if let Some(a) = ap_ratio {
         res.beta_err = a.beta_err;
     }
-    let flux_corr = ap_all
-        .as_ref()
-        .filter(|_| opts.flux_aperture_correction)
-        .and_then(|a| {
-            flux_correction(
-                &n_img,
-                &bad,
-                &pn,
-                &pr,
-                (se.background.global_rms, te.background.global_rms),
-                res.beta,
-                &a.science,
-                opts.aperture_beta.min_stars,
-                opts.aperture_beta.tukey_c,
-            )
-        });
     timings.push(("zogy".to_string(), seconds_since(t2)));
 
     // Scorr calibration (correlated noise): the measured scale of Scorr on the image.
