@@ -30,6 +30,11 @@
 //!    PSF-model error term ([`ZogyParams::psf_error`]) and a 4 % PSF-wing error term
 //!    ([`ZogyParams::psf_wing_error`]).
 //!
+//! Steps 1-4 run for the two images side by side, each image through all four without
+//! waiting for the other; [`Subtraction::timings`] reports `masks`, `psf` and `noise` (noise
+//! map and cosmic rays) as the longer of the two images' times, then `zogy` (steps 5-6 and
+//! the flux calibration).
+//!
 //! Planes of the [`Subtraction`], all in **science ADU**:
 //! - `diff` = `D * F_n / F_D`: ZOGY's `D` rescaled so that a point source of science flux `f`
 //!   has total `f` (its PSF is `psf_d`);
@@ -464,6 +469,94 @@ fn flux_correction(
     (c.is_finite() && c > 0.0).then_some((c, err, q.len()))
 }
 
+/// One image made ready for ZOGY by [`prepare`].
+struct Prepared {
+    /// Bad pixels: the input mask, non-finite, saturated (grown) and flat-fill pixels.
+    mask: Array2<bool>,
+    gain: super::ResolvedGain,
+    /// PSF estimate (its background plane moved into `image`).
+    psf: psf_kl::PsfEstimate,
+    /// Per-pixel noise RMS (given, or the noise model).
+    noise: Array2<f32>,
+    /// The background-subtracted image, cosmic rays and hot pixels replaced.
+    image: Array2<f32>,
+    cosmic: Option<zogy_core::masks::CosmicRays>,
+    /// Wall seconds of masks + gain, PSF estimation, noise map + cosmic rays.
+    seconds: [f64; 3],
+}
+
+/// Masks, gain, PSF estimate, noise map, background-subtracted image and cosmic rays of one
+/// image: everything [`subtract_zogy`] needs from it alone.
+fn prepare(
+    img: &ArrayView2<f32>,
+    mask: Option<&ArrayView2<bool>>,
+    sat: Option<f64>,
+    gain: Option<f64>,
+    noise: Option<ArrayView2<f32>>,
+    opts: &ZogyOptions,
+) -> Result<Prepared, SubtractError> {
+    let t0 = Instant::now();
+    let m = input_mask(img, mask, sat, opts);
+    // Gain: given, else estimated from the sky (else a background-only noise map).
+    let g = super::resolve_gain(img, Some(&m.view()), gain);
+    let t_masks = seconds_since(t0);
+    let t0 = Instant::now();
+    let mut p = opts.psf.clone();
+    p.saturation = sat.or(p.saturation);
+    p.gain = g.gain.or(p.gain);
+    let mut est = estimate_psf(img, Some(&m.view()), &p)?;
+    let t_psf = seconds_since(t0);
+    let t0 = Instant::now();
+    let noise = match noise {
+        Some(n) => n.to_owned(),
+        None => noise_model(
+            img,
+            &est.background,
+            Some(&m.view()),
+            g.gain.unwrap_or(f64::INFINITY),
+            &opts.noise,
+        )?,
+    };
+    // The background-subtracted image, in the background plane's buffer (no longer needed;
+    // only the global RMS is used later).
+    let mut image = std::mem::take(&mut est.background.background);
+    Zip::from(&mut image)
+        .and(img)
+        .par_for_each(|b, &v| *b = v - *b);
+    let cosmic = opts.cosmic.as_ref().map(|cp| {
+        let dim = image.dim();
+        let prov = KlProvider::new(&est.model, dim, opts.constant_psf_tolerance);
+        let (xc, yc) = ((dim.1 as f64 - 1.0) / 2.0, (dim.0 as f64 - 1.0) / 2.0);
+        // The contrast limit from the sharpest PSF over the image (a 3x3 grid of
+        // positions), so that no point source anywhere is taken for a cosmic ray.
+        let contrast = cp.contrast.or_else(|| {
+            let sharpest = [0.0, 0.5, 1.0]
+                .iter()
+                .flat_map(|&fy| [0.0, 0.5, 1.0].map(|fx| (fx, fy)))
+                .map(|(fx, fy)| psf_contrast(&prov.psf_at(fx * 2.0 * xc, fy * 2.0 * yc)))
+                .fold(0.0f64, f64::max);
+            Some((cp.psf_contrast_factor * sharpest).max(0.5))
+        });
+        let params = CosmicParams { contrast, ..*cp };
+        cosmic_rays(
+            &mut image,
+            &noise.view(),
+            Some(&m.view()),
+            &prov.psf_at(xc, yc),
+            &params,
+        )
+    });
+    Ok(Prepared {
+        mask: m,
+        gain: g,
+        psf: est,
+        noise,
+        image,
+        cosmic,
+        seconds: [t_masks, t_psf, seconds_since(t0)],
+    })
+}
+
 /// ZOGY subtraction of `inputs.template` from `inputs.science` (see the module docs).
 ///
 /// # Errors
@@ -474,111 +567,56 @@ pub fn subtract_zogy(
     opts: &ZogyOptions,
 ) -> Result<Subtraction, SubtractError> {
     inputs.validate()?;
-    let mut timings = Vec::new();
-    let t0 = Instant::now();
-    let (sm, tm) = rayon::join(
+    // Each image is prepared on its own (masks, gain, PSF, noise map, cosmic rays), the two
+    // side by side: no barrier between the stages, so one image's stage does not wait for
+    // the other's last task.
+    let (sp, tp) = rayon::join(
         || {
-            input_mask(
+            prepare(
                 &inputs.science,
                 inputs.science_mask.as_ref(),
                 inputs.science_saturation,
+                inputs.science_gain,
+                inputs.science_noise,
                 opts,
             )
         },
         || {
-            input_mask(
+            prepare(
                 &inputs.template,
                 inputs.template_mask.as_ref(),
                 inputs.template_saturation,
+                inputs.template_gain,
+                inputs.template_noise,
                 opts,
             )
         },
     );
-    // Gains: given, else estimated from the sky (else background-only noise maps).
-    let (g_n, g_t) = rayon::join(
-        || super::resolve_gain(&inputs.science, Some(&sm.view()), inputs.science_gain),
-        || super::resolve_gain(&inputs.template, Some(&tm.view()), inputs.template_gain),
-    );
-    let (science_gain, template_gain) = (g_n.gain, g_t.gain);
-    timings.push(("masks".to_string(), seconds_since(t0)));
-    let t0 = Instant::now();
-
-    let est = |img: &ArrayView2<f32>, m: &Array2<bool>, sat: Option<f64>, gain: Option<f64>| {
-        let mut p = opts.psf.clone();
-        p.saturation = sat.or(p.saturation);
-        p.gain = gain.or(p.gain);
-        estimate_psf(img, Some(&m.view()), &p).map_err(Box::new)
-    };
-    let (se, te) = rayon::join(
-        || {
-            est(
-                &inputs.science,
-                &sm,
-                inputs.science_saturation,
-                science_gain,
-            )
-        },
-        || {
-            est(
-                &inputs.template,
-                &tm,
-                inputs.template_saturation,
-                template_gain,
-            )
-        },
-    );
-    let (mut se, mut te) = (se.map_err(|e| *e)?, te.map_err(|e| *e)?);
-    timings.push(("psf".to_string(), seconds_since(t0)));
-
-    let t1 = Instant::now();
-    let noise = |img: &ArrayView2<f32>,
-                 given: Option<ArrayView2<f32>>,
-                 bg,
-                 m: &Array2<bool>,
-                 gain: Option<f64>| {
-        match given {
-            Some(n) => Ok(n.to_owned()),
-            None => noise_model(
-                img,
-                bg,
-                Some(&m.view()),
-                gain.unwrap_or(f64::INFINITY),
-                &opts.noise,
-            ),
-        }
-    };
-    let (sn, tn) = rayon::join(
-        || {
-            noise(
-                &inputs.science,
-                inputs.science_noise,
-                &se.background,
-                &sm,
-                science_gain,
-            )
-        },
-        || {
-            noise(
-                &inputs.template,
-                inputs.template_noise,
-                &te.background,
-                &tm,
-                template_gain,
-            )
-        },
-    );
-    let (sn, tn) = (sn?, tn?);
-    // Background-subtracted images, in the background planes' buffers (no longer needed;
-    // only the global RMS is used below).
-    let minus_bg = |img: &ArrayView2<f32>, bg: &mut Array2<f32>| {
-        let mut out = std::mem::take(bg);
-        Zip::from(&mut out)
-            .and(img)
-            .par_for_each(|b, &v| *b = v - *b);
-        out
-    };
-    let mut n_img = minus_bg(&inputs.science, &mut se.background.background);
-    let mut r_img = minus_bg(&inputs.template, &mut te.background.background);
+    let (sp, tp) = (sp?, tp?);
+    // Per stage, the longer of the two images' times.
+    let mut timings: Vec<(String, f64)> = ["masks", "psf", "noise"]
+        .iter()
+        .zip(sp.seconds.iter().zip(&tp.seconds))
+        .map(|(k, (a, b))| (k.to_string(), a.max(*b)))
+        .collect();
+    let Prepared {
+        mask: sm,
+        gain: g_n,
+        psf: se,
+        noise: sn,
+        image: n_img,
+        cosmic: cosmic_n,
+        ..
+    } = sp;
+    let Prepared {
+        mask: tm,
+        gain: g_t,
+        psf: te,
+        noise: tn,
+        image: r_img,
+        cosmic: cosmic_r,
+        ..
+    } = tp;
     let pairs = common_stars(&se.objects, &te.objects);
     let stars: Vec<(f64, f64)> = pairs.iter().take(300).map(|p| p.0).collect();
     let dim = n_img.dim();
@@ -587,41 +625,12 @@ pub fn subtract_zogy(
     // Cosmic rays and hot pixels: replaced, and flagged (undilated) in the output mask.
     let mut sharp = Array2::from_elem(dim, false);
     let mut cosmic_contrast = [None, None];
-    if let Some(cp) = &opts.cosmic {
-        let (xc, yc) = ((dim.1 as f64 - 1.0) / 2.0, (dim.0 as f64 - 1.0) / 2.0);
-        let (psf_n, psf_r) = (pn.psf_at(xc, yc), pr.psf_at(xc, yc));
-        // The contrast limit from the sharpest PSF over the image (a 3x3 grid of positions),
-        // so that no point source anywhere is taken for a cosmic ray.
-        let limit = |p: &dyn PsfProvider| {
-            cp.contrast.or_else(|| {
-                let sharpest = [0.0, 0.5, 1.0]
-                    .iter()
-                    .flat_map(|&fy| [0.0, 0.5, 1.0].map(|fx| (fx, fy)))
-                    .map(|(fx, fy)| psf_contrast(&p.psf_at(fx * 2.0 * xc, fy * 2.0 * yc)))
-                    .fold(0.0f64, f64::max);
-                Some((cp.psf_contrast_factor * sharpest).max(0.5))
-            })
-        };
-        let (cpn, cpr) = (
-            CosmicParams {
-                contrast: limit(&pn),
-                ..*cp
-            },
-            CosmicParams {
-                contrast: limit(&pr),
-                ..*cp
-            },
-        );
-        let (a, b) = rayon::join(
-            || cosmic_rays(&mut n_img, &sn.view(), Some(&sm.view()), &psf_n, &cpn),
-            || cosmic_rays(&mut r_img, &tn.view(), Some(&tm.view()), &psf_r, &cpr),
-        );
-        for (k, c) in [a, b].into_iter().enumerate() {
+    for (k, c) in [cosmic_n, cosmic_r].into_iter().enumerate() {
+        if let Some(c) = c {
             sharp.zip_mut_with(&c.mask, |p, &q| *p |= q);
             cosmic_contrast[k] = Some((c.contrast, c.mask.iter().filter(|&&v| v).count()));
         }
     }
-    timings.push(("noise".to_string(), seconds_since(t1)));
 
     let t2 = Instant::now();
     let mut params = opts.params.clone();
