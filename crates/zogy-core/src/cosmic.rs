@@ -316,8 +316,11 @@ fn significant(img: Plane<f32>, noise: Plane<f32>, clip: f64, n_signs: usize) ->
                 acc | (a.abs() > t * n) | !a.is_finite() | n.is_nan() | (n <= 1e-30)
             });
         if maybe {
-            for k in b * BLOCK..b * BLOCK + blk.len() {
-                passes(img, noise, clip, k, &mut lists);
+            // The exact test only for the pixels that pass the loose one.
+            for (k, (&a, &n)) in (b * BLOCK..).zip(blk.iter().zip(nb)) {
+                if !loose || (a.abs() > t * n) | !a.is_finite() | n.is_nan() | (n <= 1e-30) {
+                    passes(img, noise, clip, k, &mut lists);
+                }
             }
         }
     }
@@ -329,11 +332,11 @@ fn significant(img: Plane<f32>, noise: Plane<f32>, clip: f64, n_signs: usize) ->
 /// computed again).
 struct SMemo {
     v: Vec<[u32; 2]>,
-    /// Blocks of [`Self::BLOCK`] entries already written (cleared) once. The memo is looked
-    /// up before it is set: a page of zeroed memory first read maps the shared zero page, and
-    /// the first write then costs a second fault and a TLB shootdown (diffim_core::mem).
-    /// Clearing a block by a write before its first lookup maps each page once, and only
-    /// where candidates are.
+    /// Blocks of [`Self::BLOCK`] entries whose pages were already mapped by a write. The memo
+    /// is looked up before it is set: a page of zeroed memory first read maps the shared zero
+    /// page, and the first write then costs a second fault and a TLB shootdown
+    /// (diffim_core::mem). A write into each page of a block before its first lookup maps
+    /// each page once, and only where candidates are.
     cleared: Vec<bool>,
 }
 
@@ -350,13 +353,17 @@ impl SMemo {
         }
     }
 
-    /// Entry `k`, its block cleared by a write first.
+    /// Entry `k`, its block's pages mapped by a write first. The block (4 KiB) lies on at
+    /// most two pages, its first and last entries one on each: writing their value (zero:
+    /// the allocation is zeroed and the block not yet used) maps them without a `memset` of
+    /// the whole block.
     #[inline]
     fn entry(&mut self, k: usize) -> &mut [u32; 2] {
         let b = k / Self::BLOCK;
         if !self.cleared[b] {
             let end = ((b + 1) * Self::BLOCK).min(self.v.len());
-            self.v[b * Self::BLOCK..end].fill([0, 0]);
+            self.v[b * Self::BLOCK] = [0, 0];
+            self.v[end - 1] = [0, 0];
             self.cleared[b] = true;
         }
         &mut self.v[k]
