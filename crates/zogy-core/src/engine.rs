@@ -235,33 +235,62 @@ impl TilePsf {
         m: &Model,
         noise: (bool, bool),
     ) -> Self {
-        let stamp = |a: &Array2<f64>| fft.forward_stamp_t(&a.mapv(|v| v as f32).view());
-        let (pnh, prh) = (stamp(pn), stamp(pr));
+        let z = || Array2::zeros(fft.spectrum_shape_t());
+        let mut p = Self {
+            pnh: z(),
+            prh: z(),
+            kn2h: None,
+            kr2h: None,
+            konst: 0.0,
+            n_fft: 0,
+        };
+        p.update(fft, pn, pr, kgrid, m, noise);
+        p
+    }
+
+    /// [`Self::new`] in place: the spectra of `self` are overwritten where they have the
+    /// plan's shape (no allocation, no fresh pages), reallocated otherwise. Bit for bit the
+    /// values of [`Self::new`].
+    pub fn update(
+        &mut self,
+        fft: &Fft2<f32>,
+        pn: &Array2<f64>,
+        pr: &Array2<f64>,
+        kgrid: usize,
+        m: &Model,
+        noise: (bool, bool),
+    ) {
+        let shape = fft.spectrum_shape_t();
+        let stamp = |a: &Array2<f64>, out: &mut Array2<Complex<f32>>| {
+            if out.dim() != shape {
+                *out = Array2::zeros(shape);
+            }
+            fft.forward_stamp_t_into(&a.mapv(|v| v as f32).view(), out);
+        };
+        stamp(pn, &mut self.pnh);
+        stamp(pr, &mut self.prh);
         let mut n_fft = 2;
-        let (mut kn2h, mut kr2h, mut konst) = (None, None, 0.0);
+        let mut konst = 0.0;
         if noise.0 || noise.1 {
             let [kn, kr, _] = m.small_kernels(pn, pr, kgrid);
             for (k, given, s2, out) in [
-                (kn, noise.0, m.sn2, &mut kn2h),
-                (kr, noise.1, m.sr2, &mut kr2h),
+                (kn, noise.0, m.sn2, &mut self.kn2h),
+                (kr, noise.1, m.sr2, &mut self.kr2h),
             ] {
                 let k2 = k.mapv(|v| v * v);
                 if given {
-                    *out = Some(stamp(&k2));
+                    stamp(&k2, out.get_or_insert_with(|| Array2::zeros(shape)));
                     n_fft += 1;
                 } else {
+                    *out = None;
                     konst += s2 * k2.sum();
                 }
             }
+        } else {
+            (self.kn2h, self.kr2h) = (None, None);
         }
-        Self {
-            pnh,
-            prh,
-            kn2h,
-            kr2h,
-            konst,
-            n_fft,
-        }
+        self.konst = konst;
+        self.n_fft = n_fft;
     }
 }
 
@@ -313,6 +342,97 @@ impl TileWork {
             var: z(),
         }
     }
+}
+
+impl TileWork {
+    /// Bytes held by the buffers.
+    fn bytes(&self) -> usize {
+        let planes = [
+            &self.n, &self.r, &self.d, &self.s, &self.sd, &self.sr, &self.sw, &self.var,
+        ]
+        .into_iter()
+        .chain(self.vn.as_ref())
+        .chain(self.vr.as_ref())
+        .map(|a| a.len() * std::mem::size_of::<f32>())
+        .sum::<usize>();
+        planes
+            + self
+                .spec
+                .iter()
+                .map(|a| a.len() * std::mem::size_of::<Complex<f32>>())
+                .sum::<usize>()
+    }
+}
+
+/// One thread's buffers for the tiles of a call: its [`TileWork`] and, when the PSFs vary,
+/// its [`TilePsf`] (renewed in place tile by tile, [`TilePsf::update`]).
+pub(crate) struct ThreadBufs {
+    /// Padded inputs and output planes.
+    pub work: TileWork,
+    /// The current tile's transfer functions (varying PSFs only).
+    pub psf: Option<TilePsf>,
+    /// The plan's shape and the noise sides the buffers were made for.
+    key: ((usize, usize), (bool, bool)),
+}
+
+impl ThreadBufs {
+    fn bytes(&self) -> usize {
+        self.work.bytes()
+            + self.psf.as_ref().map_or(0, |p| {
+                [Some(&p.pnh), Some(&p.prh), p.kn2h.as_ref(), p.kr2h.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.len() * std::mem::size_of::<Complex<f32>>())
+                    .sum()
+            })
+    }
+}
+
+/// Most bytes per set of [`ThreadBufs`] kept between calls ([`keep_bufs`]), as for the FFT's
+/// per-thread row buffer: sets for tiles of the real 1024x682 pair's size (320x336) take
+/// ~9 MB each; a large single tile is not kept.
+const KEEP_BYTES: usize = 32 << 20;
+
+/// The buffers of the latest call, kept for the next one of the same shape: fresh buffers
+/// cost a `memset` (or a page fault per page, with TLB shootdowns, when they come zeroed
+/// from the kernel) on every call.
+static KEPT: std::sync::Mutex<Vec<ThreadBufs>> = std::sync::Mutex::new(Vec::new());
+
+/// `count` sets of buffers for the plan `fft` and noise sides `noise`: those kept by an
+/// earlier call of the same shape ([`keep_bufs`]) first, then new ones. The content of kept
+/// buffers is stale: [`run_tile`] and its caller overwrite everything they read.
+pub(crate) fn take_bufs(fft: &Fft2<f32>, noise: (bool, bool), count: usize) -> Vec<ThreadBufs> {
+    let key = (fft.shape(), noise);
+    let mut out: Vec<ThreadBufs> = {
+        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        let mut mine = Vec::new();
+        let mut i = 0;
+        while i < kept.len() && mine.len() < count {
+            if kept[i].key == key {
+                mine.push(kept.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        mine
+    };
+    out.extend((out.len()..count).map(|_| ThreadBufs {
+        work: TileWork::new(fft, noise),
+        psf: None,
+        key,
+    }));
+    out
+}
+
+/// Keeps `bufs` (one set per thread of the call) for the next call in place of those kept
+/// before, when each set fits [`KEEP_BYTES`] (otherwise they are freed).
+pub(crate) fn keep_bufs(bufs: Vec<ThreadBufs>) {
+    if bufs.iter().any(|b| b.bytes() > KEEP_BYTES) {
+        return;
+    }
+    let old = std::mem::replace(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()), bufs);
+    // Freed outside the lock.
+    drop(old);
 }
 
 /// What a tile reports besides its planes.

@@ -1,6 +1,8 @@
 //! [`zogy`]: preparation, flux-ratio fit, tiling and blending around the spectral core.
 
-use crate::engine::{Model, TilePsf, TileStats, TileWork, centre_products, row_of, run_tile};
+use crate::engine::{
+    Model, ThreadBufs, TilePsf, TileStats, centre_products, keep_bufs, row_of, run_tile, take_bufs,
+};
 use crate::fluxfit::{Side, fit_flux_ratio};
 use crate::prep::{background_sigma, inpaint};
 use crate::psf::checked_stamp;
@@ -367,8 +369,14 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         .flat_map(|&yc| xcores.iter().map(move |&xc| (yc, xc)))
         .collect();
     let batch = rayon::current_num_threads().clamp(1, tiles.len().max(1));
-    let mut works: Vec<TileWork> = (0..batch).map(|_| TileWork::new(&fft, noise)).collect();
-    let run = |((y0, y1), (x0, x1)): Tile, w: &mut TileWork| -> Result<TileStats, ZogyError> {
+    // Kept from an earlier call of the same shape where possible (engine::take_bufs).
+    let mut works: Vec<ThreadBufs> = take_bufs(&fft, noise, batch);
+    let run = |((y0, y1), (x0, x1)): Tile, b: &mut ThreadBufs| -> Result<TileStats, ZogyError> {
+        let ThreadBufs {
+            work: w,
+            psf: psf_slot,
+            ..
+        } = b;
         let (ry0, ry1) = (y0.saturating_sub(ext), (y1 + ext).min(ny));
         let (rx0, rx1) = (x0.saturating_sub(ext), (x1 + ext).min(nx));
         let (h, wd) = (ry1 - ry0, rx1 - rx0);
@@ -379,7 +387,6 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             dst.slice_mut(s![..h, wd..]).fill(0.0);
             fill(dst.slice_mut(s![..h, ..wd]));
         };
-        let tile_psf;
         let psf = match &shared_psf {
             Some(p) => p,
             None => {
@@ -395,8 +402,14 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                         stamp: pn.dim().0.max(pr.dim().0),
                     });
                 }
-                tile_psf = TilePsf::new(&fft, &pn, &pr, kgrid, &model, noise);
-                &tile_psf
+                // This thread's transfer functions, renewed in place.
+                match psf_slot {
+                    Some(p) => {
+                        p.update(&fft, &pn, &pr, kgrid, &model, noise);
+                        p
+                    }
+                    None => psf_slot.insert(TilePsf::new(&fft, &pn, &pr, kgrid, &model, noise)),
+                }
             }
         };
         pad(&mut w.n, &|mut d| d.assign(&n_img.slice(region)));
@@ -457,7 +470,8 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             .zip(works.par_iter_mut())
             .map(|(&t, w)| run(t, w))
             .collect();
-        for ((&((y0, y1), (x0, x1)), st), w) in chunk.iter().zip(stats).zip(&works) {
+        for ((&((y0, y1), (x0, x1)), st), b) in chunk.iter().zip(stats).zip(&works) {
+            let w = &b.work;
             let st = st?;
             let (ry0, rx0) = (y0.saturating_sub(ext), x0.saturating_sub(ext));
             ffts_per_tile = st.n_fft;
@@ -517,6 +531,7 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                 );
         }
     }
+    keep_bufs(works);
     let (psf_d, f_s) = centre_products(&model, &pn_c, &pr_c, side);
 
     // Diagnostics from a regular subsample of about 2^18 pixels (0.2 % precision).
