@@ -12,7 +12,7 @@ use crate::{
 use diffim_core::fft::{Fft2, next_fast_len, next_fast_real_len};
 use diffim_core::mask::{dilate, finite_mask};
 use diffim_core::mem::filled_array;
-use diffim_core::stats::{MAD_TO_SIGMA, median_in_place};
+use diffim_core::stats::MAD_TO_SIGMA;
 use ndarray::{Array2, ArrayView2, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -131,6 +131,75 @@ fn blend_weight(p: usize, a: usize, b: usize, n: usize, ov: usize) -> f64 {
         ramp(((b + ov) as f64 - pf) / (2.0 * ov as f64))
     };
     up * down
+}
+
+/// Key of `v` whose unsigned order is [`f64::total_cmp`]'s order of the values.
+#[inline(always)]
+fn total_key(v: f64) -> u64 {
+    let b = v.to_bits();
+    // Negative: all bits flipped; positive: the sign bit set (branch-free: signs of noise
+    // around zero are unpredictable).
+    b ^ ((((b as i64) >> 63) as u64) | (1 << 63))
+}
+
+/// The median of the finite values of the iterator `values()`, as
+/// [`diffim_core::stats::median_in_place`] gives it for them (bit for bit), without holding
+/// them: `values` is called twice (and must give the same values both times). The first
+/// pass counts the values
+/// per 16-bit prefix of their order keys ([`total_key`]), the second collects only those of
+/// the one or two prefixes that hold the middle ranks, and these are selected among.
+fn median_two_pass<I: Iterator<Item = f64>>(values: impl Fn() -> I) -> Option<f64> {
+    const SHIFT: u32 = 48;
+    let mut hist = vec![0u32; 1 << (64 - SHIFT)];
+    for v in values() {
+        if v.is_finite() {
+            hist[(total_key(v) >> SHIFT) as usize] += 1;
+        }
+    }
+    // Counted afterwards: a counter in the loop, spilled to memory, chains every iteration.
+    let n = hist.iter().map(|&c| c as usize).sum::<usize>();
+    if n == 0 {
+        return None;
+    }
+    let mid = n / 2;
+    // Ranks needed: `mid`, and `mid - 1` for even counts. Bin of a rank, and the number of
+    // values in the bins below it.
+    let bin_of = |rank: usize| {
+        let mut below = 0usize;
+        for (b, &c) in hist.iter().enumerate() {
+            if rank < below + c as usize {
+                return (b, below);
+            }
+            below += c as usize;
+        }
+        unreachable!("rank < n")
+    };
+    let (b_hi, base_hi) = bin_of(mid);
+    let (b_lo, base_lo) = if n % 2 == 0 {
+        bin_of(mid - 1)
+    } else {
+        (b_hi, base_hi)
+    };
+    let mut sel: Vec<f64> = Vec::with_capacity(
+        hist[b_lo] as usize + if b_lo == b_hi { 0 } else { hist[b_hi] as usize },
+    );
+    for v in values() {
+        if v.is_finite() {
+            let b = (total_key(v) >> SHIFT) as usize;
+            if b == b_lo || b == b_hi {
+                sel.push(v);
+            }
+        }
+    }
+    // `sel` holds the values of ranks `base_lo..`, both bins in order.
+    let (_, m, _) = sel.select_nth_unstable_by(mid - base_lo, f64::total_cmp);
+    let hi = *m;
+    if n % 2 == 1 {
+        return Some(hi);
+    }
+    debug_assert!(base_lo <= base_hi);
+    let (_, l, _) = sel.select_nth_unstable_by(mid - 1 - base_lo, f64::total_cmp);
+    Some(0.5 * (*l + hi))
 }
 
 /// ZOGY proper image subtraction of `inputs.reference` from `inputs.new`.
@@ -307,16 +376,18 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     let mut offset = 0.0;
     if params.fit_offset {
         let step = ((ny * nx / 500_000) as f64).sqrt().ceil().max(1.0) as usize;
-        let mut vals = Vec::with_capacity(ny.div_ceil(step) * nx.div_ceil(step));
-        Zip::from(n_img.slice(s![..;step, ..;step]))
-            .and(r_img.slice(s![..;step, ..;step]))
-            .and(bad.slice(s![..;step, ..;step]))
-            .for_each(|&a, &b, &m| {
-                if !m {
-                    vals.push(a as f64 - beta * b as f64);
-                }
-            });
-        offset = median_in_place(&mut vals).unwrap_or(0.0);
+        // Two passes over the values instead of an image-sized copy to select in.
+        let sub = s![..;step, ..;step];
+        offset = median_two_pass(|| {
+            n_img
+                .slice(sub)
+                .into_iter()
+                .zip(r_img.slice(sub))
+                .zip(bad.slice(sub))
+                .filter(|&(_, &m)| !m)
+                .map(|((&a, &b), _)| a as f64 - beta * b as f64)
+        })
+        .unwrap_or(0.0);
         n_img.par_mapv_inplace(|v| (v as f64 - offset) as f32);
     }
 
@@ -536,20 +607,19 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
 
     // Diagnostics from a regular subsample of about 2^18 pixels (0.2 % precision).
     let step = ((ny * nx) as f64 / 262_144.0).sqrt().ceil().max(1.0) as usize;
-    let sub = (ny.div_ceil(step)) * (nx.div_ceil(step));
-    let mut good: Vec<f64> = Zip::from(scorr.slice(s![..;step, ..;step]))
-        .and(mask.slice(s![..;step, ..;step]))
-        .fold(Vec::with_capacity(sub), |mut v, &a, &m| {
-            if !m && a.is_finite() {
-                v.push(a as f64);
-            }
-            v
-        });
-    // Median, then the MAD on the same buffer (two selections, no copies).
-    let scorr_median = median_in_place(&mut good);
+    let sub = s![..;step, ..;step];
+    let good = || {
+        scorr
+            .slice(sub)
+            .into_iter()
+            .zip(mask.slice(sub))
+            .filter(|&(a, &m)| !m && a.is_finite())
+            .map(|(&a, _)| a as f64)
+    };
+    // Median, then the MAD, each in two passes over the subsample (no copies).
+    let scorr_median = median_two_pass(good);
     let scorr_robust_std = scorr_median.and_then(|m| {
-        good.iter_mut().for_each(|x| *x = (*x - m).abs());
-        median_in_place(&mut good).map(|d| d * MAD_TO_SIGMA)
+        median_two_pass(|| good().map(move |a| (a - m).abs())).map(|d| d * MAD_TO_SIGMA)
     });
     let diagnostics = ZogyDiagnostics {
         n_iter,
@@ -588,6 +658,7 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diffim_core::stats::median_in_place;
 
     #[test]
     fn fitted_cores_tile_the_axis_within_a_fast_length() {
@@ -610,6 +681,60 @@ mod tests {
                 // Never longer than equal cores padded to a fast length.
                 let equal = next_fast_len(padded_need(&cores(n, t), n, ext, margin).max(45));
                 assert!(len <= equal, "n {n} t {t}: {len} > {equal}");
+            }
+        }
+    }
+
+    #[test]
+    fn median_two_pass_matches_median_in_place() {
+        let mut seed = 12345u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let specials = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-310,
+            -1e-310,
+            f64::MAX,
+            -f64::MAX,
+        ];
+        for n in [0usize, 1, 2, 3, 4, 5, 10, 101, 1000, 4097, 20000] {
+            for kind in 0..6 {
+                let v: Vec<f64> = (0..n)
+                    .map(|i| match kind {
+                        // Gaussian-ish noise around 0 (both signs, many exponents).
+                        0 => (rnd() + rnd() + rnd() - 1.5) * 30.0,
+                        // Many ties.
+                        1 => ((rnd() * 7.0).floor() - 3.0) * 0.5,
+                        // Specials mixed in.
+                        2 => {
+                            if i % 7 == 0 {
+                                specials[i % specials.len()]
+                            } else {
+                                rnd() - 0.5
+                            }
+                        }
+                        // All in one 16-bit key prefix.
+                        3 => 1.0 + rnd() * 1e-6,
+                        // Zeros of both signs.
+                        4 => [0.0, -0.0][i % 2] * (1.0 + rnd()),
+                        _ => (rnd() * 40.0 - 20.0).exp() * if rnd() < 0.5 { -1.0 } else { 1.0 },
+                    })
+                    .collect();
+                let fast = median_two_pass(|| v.iter().copied());
+                let slow = median_in_place(&mut v.clone());
+                assert_eq!(
+                    fast.map(f64::to_bits),
+                    slow.map(f64::to_bits),
+                    "n {n} kind {kind}: {fast:?} vs {slow:?}"
+                );
             }
         }
     }
