@@ -496,8 +496,13 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                     {
                         match (o.as_slice_mut(), x.as_slice(), m.as_slice()) {
                             (Some(o), Some(x), Some(m)) => {
-                                for ((v, &x), &m) in o.iter_mut().zip(x).zip(m) {
-                                    *v = if m { 0.0 } else { x * x };
+                                // `if m { 0.0 } else { x * x }` as a bit mask (+0.0 where
+                                // masked), so that the loop vectorises.
+                                let n = o.len();
+                                let (x, m) = (&x[..n], &m[..n]);
+                                for i in 0..n {
+                                    let keep = u32::from(m[i]).wrapping_sub(1);
+                                    o[i] = f32::from_bits((x[i] * x[i]).to_bits() & keep);
                                 }
                             }
                             _ => Zip::from(o)
@@ -587,7 +592,13 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                         else {
                             unreachable!("owned planes and mask rows are contiguous")
                         };
-                        for i in 0..wx.len() {
+                        // All slices cut to one length: no bounds checks, so the loop
+                        // vectorises.
+                        let n = wx.len();
+                        let (tdr, tsr, tsd) = (&tdr[..n], &tsr[..n], &tsd[..n]);
+                        let (dr, sr, cr) = (&mut dr[..n], &mut sr[..n], &mut cr[..n]);
+                        let (fr, er, mr) = (&mut fr[..n], &mut er[..n], &mr[..n]);
+                        for i in 0..n {
                             let wt = wy * wx[i];
                             let (sv, sd) = (tsr[i], tsd[i]);
                             dr[i] += wt * tdr[i];
