@@ -13,8 +13,10 @@
 //! in `f64`, which costs nothing at image scale. Spectra stay in [`Fft2`]'s transposed
 //! layout (`[kx, ky]`, one transpose per FFT saved); the shift of R and the wing Gaussian
 //! are applied inside the one pass that forms D, S, S_r and `G (x) S_r`. Every buffer is
-//! per thread and reused from tile to tile ([`TileWork`]); the standard deviation of S is
-//! assembled only over the part of the tile whose output is used.
+//! per thread and reused from tile to tile ([`TileWork`], and a thread's [`TilePsf`] renewed
+//! in place), and kept for the next call of the same shape ([`take_bufs`], [`keep_bufs`]);
+//! the standard deviation of S is assembled only over the part of the tile whose output is
+//! used.
 
 use crate::odd_fast_len;
 use diffim_core::fft::{Fft2, signed_freq};
