@@ -13,8 +13,10 @@
 //! in `f64`, which costs nothing at image scale. Spectra stay in [`Fft2`]'s transposed
 //! layout (`[kx, ky]`, one transpose per FFT saved); the shift of R and the wing Gaussian
 //! are applied inside the one pass that forms D, S, S_r and `G (x) S_r`. Every buffer is
-//! per thread and reused from tile to tile ([`TileWork`]); the standard deviation of S is
-//! assembled only over the part of the tile whose output is used.
+//! per thread and reused from tile to tile ([`TileWork`], and a thread's [`TilePsf`] renewed
+//! in place), and kept for the next call of the same shape ([`take_bufs`], [`keep_bufs`]);
+//! the standard deviation of S is assembled only over the part of the tile whose output is
+//! used.
 
 use crate::odd_fast_len;
 use diffim_core::fft::{Fft2, signed_freq};
@@ -235,33 +237,62 @@ impl TilePsf {
         m: &Model,
         noise: (bool, bool),
     ) -> Self {
-        let stamp = |a: &Array2<f64>| fft.forward_stamp_t(&a.mapv(|v| v as f32).view());
-        let (pnh, prh) = (stamp(pn), stamp(pr));
+        let z = || Array2::zeros(fft.spectrum_shape_t());
+        let mut p = Self {
+            pnh: z(),
+            prh: z(),
+            kn2h: None,
+            kr2h: None,
+            konst: 0.0,
+            n_fft: 0,
+        };
+        p.update(fft, pn, pr, kgrid, m, noise);
+        p
+    }
+
+    /// [`Self::new`] in place: the spectra of `self` are overwritten where they have the
+    /// plan's shape (no allocation, no fresh pages), reallocated otherwise. Bit for bit the
+    /// values of [`Self::new`].
+    pub fn update(
+        &mut self,
+        fft: &Fft2<f32>,
+        pn: &Array2<f64>,
+        pr: &Array2<f64>,
+        kgrid: usize,
+        m: &Model,
+        noise: (bool, bool),
+    ) {
+        let shape = fft.spectrum_shape_t();
+        let stamp = |a: &Array2<f64>, out: &mut Array2<Complex<f32>>| {
+            if out.dim() != shape {
+                *out = Array2::zeros(shape);
+            }
+            fft.forward_stamp_t_into(&a.mapv(|v| v as f32).view(), out);
+        };
+        stamp(pn, &mut self.pnh);
+        stamp(pr, &mut self.prh);
         let mut n_fft = 2;
-        let (mut kn2h, mut kr2h, mut konst) = (None, None, 0.0);
+        let mut konst = 0.0;
         if noise.0 || noise.1 {
             let [kn, kr, _] = m.small_kernels(pn, pr, kgrid);
             for (k, given, s2, out) in [
-                (kn, noise.0, m.sn2, &mut kn2h),
-                (kr, noise.1, m.sr2, &mut kr2h),
+                (kn, noise.0, m.sn2, &mut self.kn2h),
+                (kr, noise.1, m.sr2, &mut self.kr2h),
             ] {
                 let k2 = k.mapv(|v| v * v);
                 if given {
-                    *out = Some(stamp(&k2));
+                    stamp(&k2, out.get_or_insert_with(|| Array2::zeros(shape)));
                     n_fft += 1;
                 } else {
+                    *out = None;
                     konst += s2 * k2.sum();
                 }
             }
+        } else {
+            (self.kn2h, self.kr2h) = (None, None);
         }
-        Self {
-            pnh,
-            prh,
-            kn2h,
-            kr2h,
-            konst,
-            n_fft,
-        }
+        self.konst = konst;
+        self.n_fft = n_fft;
     }
 }
 
@@ -313,6 +344,97 @@ impl TileWork {
             var: z(),
         }
     }
+}
+
+impl TileWork {
+    /// Bytes held by the buffers.
+    fn bytes(&self) -> usize {
+        let planes = [
+            &self.n, &self.r, &self.d, &self.s, &self.sd, &self.sr, &self.sw, &self.var,
+        ]
+        .into_iter()
+        .chain(self.vn.as_ref())
+        .chain(self.vr.as_ref())
+        .map(|a| a.len() * std::mem::size_of::<f32>())
+        .sum::<usize>();
+        planes
+            + self
+                .spec
+                .iter()
+                .map(|a| a.len() * std::mem::size_of::<Complex<f32>>())
+                .sum::<usize>()
+    }
+}
+
+/// One thread's buffers for the tiles of a call: its [`TileWork`] and, when the PSFs vary,
+/// its [`TilePsf`] (renewed in place tile by tile, [`TilePsf::update`]).
+pub(crate) struct ThreadBufs {
+    /// Padded inputs and output planes.
+    pub work: TileWork,
+    /// The current tile's transfer functions (varying PSFs only).
+    pub psf: Option<TilePsf>,
+    /// The plan's shape and the noise sides the buffers were made for.
+    key: ((usize, usize), (bool, bool)),
+}
+
+impl ThreadBufs {
+    fn bytes(&self) -> usize {
+        self.work.bytes()
+            + self.psf.as_ref().map_or(0, |p| {
+                [Some(&p.pnh), Some(&p.prh), p.kn2h.as_ref(), p.kr2h.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a.len() * std::mem::size_of::<Complex<f32>>())
+                    .sum()
+            })
+    }
+}
+
+/// Most bytes per set of [`ThreadBufs`] kept between calls ([`keep_bufs`]), as for the FFT's
+/// per-thread row buffer: sets for tiles of the real 1024x682 pair's size (320x336) take
+/// ~9 MB each; a large single tile is not kept.
+const KEEP_BYTES: usize = 32 << 20;
+
+/// The buffers of the latest call, kept for the next one of the same shape: fresh buffers
+/// cost a `memset` (or a page fault per page, with TLB shootdowns, when they come zeroed
+/// from the kernel) on every call.
+static KEPT: std::sync::Mutex<Vec<ThreadBufs>> = std::sync::Mutex::new(Vec::new());
+
+/// `count` sets of buffers for the plan `fft` and noise sides `noise`: those kept by an
+/// earlier call of the same shape ([`keep_bufs`]) first, then new ones. The content of kept
+/// buffers is stale: [`run_tile`] and its caller overwrite everything they read.
+pub(crate) fn take_bufs(fft: &Fft2<f32>, noise: (bool, bool), count: usize) -> Vec<ThreadBufs> {
+    let key = (fft.shape(), noise);
+    let mut out: Vec<ThreadBufs> = {
+        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        let mut mine = Vec::new();
+        let mut i = 0;
+        while i < kept.len() && mine.len() < count {
+            if kept[i].key == key {
+                mine.push(kept.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        mine
+    };
+    out.extend((out.len()..count).map(|_| ThreadBufs {
+        work: TileWork::new(fft, noise),
+        psf: None,
+        key,
+    }));
+    out
+}
+
+/// Keeps `bufs` (one set per thread of the call) for the next call in place of those kept
+/// before, when each set fits [`KEEP_BYTES`] (otherwise they are freed).
+pub(crate) fn keep_bufs(bufs: Vec<ThreadBufs>) {
+    if bufs.iter().any(|b| b.bytes() > KEEP_BYTES) {
+        return;
+    }
+    let old = std::mem::replace(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()), bufs);
+    // Freed outside the lock.
+    drop(old);
 }
 
 /// What a tile reports besides its planes.
@@ -615,4 +737,120 @@ pub(crate) fn centre_products(
         .to_owned();
     diffim_core::psf::normalize_unit_sum(&mut stamp);
     (stamp, f_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spectral pass one frequency at a time: the reference [`RowConsts::row`] must
+    /// match bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    fn row_ref(
+        k: &RowConsts,
+        (pn, pr): (&[Complex<f32>], &[Complex<f32>]),
+        n: &mut [Complex<f32>],
+        r: &mut [Complex<f32>],
+        sr: &mut [Complex<f32>],
+        sw: Option<&mut [Complex<f32>]>,
+        shift: (Complex<f32>, &[Complex<f32>]),
+        gauss: (f32, &[f32]),
+    ) -> f64 {
+        let mut lanes = [0.0f32; 8];
+        for ky in 0..pn.len() {
+            let (p_n, p_r) = (pn[ky], pr[ky]);
+            let (an, ar) = (p_n.norm_sqr(), p_r.norm_sqr());
+            let den = (k.a_r * ar + k.a_n * an).max(k.floor);
+            let inv = 1.0 / den;
+            let isq = inv.sqrt();
+            let q = [k.f_r * isq, k.f_n * isq, k.kn * ar * inv, k.kr * an * inv];
+            lanes[ky % 8] += k.fs * an * ar * inv;
+            let a = n[ky];
+            let b = r[ky] * (shift.0 * shift.1[ky]);
+            n[ky] = p_r * q[0] * a - p_n * q[1] * b;
+            let kr_r = p_r.conj() * q[3] * b;
+            r[ky] = p_n.conj() * q[2] * a - kr_r;
+            sr[ky] = kr_r;
+        }
+        if let Some(sw) = sw {
+            for ky in 0..pn.len() {
+                sw[ky] = sr[ky] * (gauss.0 * gauss.1[ky]);
+            }
+        }
+        lanes.iter().map(|&v| v as f64).sum()
+    }
+
+    #[test]
+    fn spectral_row_matches_reference() {
+        let mut seed = 99u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let m = Model {
+            f_n: 1.3,
+            f_r: 0.9,
+            sn2: 2.5,
+            sr2: 0.7,
+            den_floor: 1e-3,
+            shift: (0.3, -0.2),
+            sig_ast: (0.0, 0.0),
+            psf_err: 0.0,
+            wing_err: 0.0,
+            wing_sigma: 0.0,
+        };
+        let k = m.row_consts();
+        let mut f = Vec::new();
+        for len in [0usize, 1, 5, 8, 9, 16, 23, 320] {
+            let mut c = || Complex::new(rnd(), rnd());
+            let pn: Vec<Complex<f32>> = (0..len)
+                .map(|i| {
+                    if i % 11 == 3 {
+                        Complex::new(0.0, 0.0)
+                    } else {
+                        c()
+                    }
+                })
+                .collect();
+            let pr: Vec<Complex<f32>> = (0..len).map(|_| c()).collect();
+            let n0: Vec<Complex<f32>> = (0..len).map(|_| c()).collect();
+            let r0: Vec<Complex<f32>> = (0..len).map(|_| c()).collect();
+            let sh: Vec<Complex<f32>> = (0..len).map(|_| c()).collect();
+            let g: Vec<f32> = (0..len).map(|_| c().re).collect();
+            let (s0, g0) = (Complex::new(0.6, -0.8), 0.7);
+            let (mut n1, mut r1) = (n0.clone(), r0.clone());
+            let (mut sr1, mut sw1) = (vec![Complex::new(0.0, 0.0); len], vec![c(); len]);
+            let (mut n2, mut r2) = (n0.clone(), r0.clone());
+            let (mut sr2, mut sw2) = (sr1.clone(), sw1.clone());
+            let a = k.row(
+                (&pn, &pr),
+                &mut n1,
+                &mut r1,
+                &mut sr1,
+                Some(&mut sw1),
+                (s0, &sh),
+                (g0, &g),
+                &mut f,
+            );
+            let b = row_ref(
+                &k,
+                (&pn, &pr),
+                &mut n2,
+                &mut r2,
+                &mut sr2,
+                Some(&mut sw2),
+                (s0, &sh),
+                (g0, &g),
+            );
+            let bits = |v: &[Complex<f32>]| -> Vec<(u32, u32)> {
+                v.iter().map(|c| (c.re.to_bits(), c.im.to_bits())).collect()
+            };
+            assert_eq!(a.to_bits(), b.to_bits(), "len {len}");
+            for (x, y) in [(&n1, &n2), (&r1, &r2), (&sr1, &sr2), (&sw1, &sw2)] {
+                assert_eq!(bits(x), bits(y), "len {len}");
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! [`zogy`]: preparation, flux-ratio fit, tiling and blending around the spectral core.
 
-use crate::engine::{Model, TilePsf, TileStats, TileWork, centre_products, row_of, run_tile};
+use crate::engine::{
+    Model, ThreadBufs, TilePsf, TileStats, centre_products, keep_bufs, row_of, run_tile, take_bufs,
+};
 use crate::fluxfit::{Side, fit_flux_ratio};
 use crate::prep::{background_sigma, inpaint};
 use crate::psf::checked_stamp;
@@ -10,7 +12,7 @@ use crate::{
 use diffim_core::fft::{Fft2, next_fast_len, next_fast_real_len};
 use diffim_core::mask::{dilate, finite_mask};
 use diffim_core::mem::filled_array;
-use diffim_core::stats::{MAD_TO_SIGMA, median_in_place};
+use diffim_core::stats::MAD_TO_SIGMA;
 use ndarray::{Array2, ArrayView2, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -129,6 +131,75 @@ fn blend_weight(p: usize, a: usize, b: usize, n: usize, ov: usize) -> f64 {
         ramp(((b + ov) as f64 - pf) / (2.0 * ov as f64))
     };
     up * down
+}
+
+/// Key of `v` whose unsigned order is [`f64::total_cmp`]'s order of the values.
+#[inline(always)]
+fn total_key(v: f64) -> u64 {
+    let b = v.to_bits();
+    // Negative: all bits flipped; positive: the sign bit set (branch-free: signs of noise
+    // around zero are unpredictable).
+    b ^ ((((b as i64) >> 63) as u64) | (1 << 63))
+}
+
+/// The median of the finite values of the iterator `values()`, as
+/// [`diffim_core::stats::median_in_place`] gives it for them (bit for bit), without holding
+/// them: `values` is called twice (and must give the same values both times). The first
+/// pass counts the values
+/// per 16-bit prefix of their order keys ([`total_key`]), the second collects only those of
+/// the one or two prefixes that hold the middle ranks, and these are selected among.
+fn median_two_pass<I: Iterator<Item = f64>>(values: impl Fn() -> I) -> Option<f64> {
+    const SHIFT: u32 = 48;
+    let mut hist = vec![0u32; 1 << (64 - SHIFT)];
+    for v in values() {
+        if v.is_finite() {
+            hist[(total_key(v) >> SHIFT) as usize] += 1;
+        }
+    }
+    // Counted afterwards: a counter in the loop, spilled to memory, chains every iteration.
+    let n = hist.iter().map(|&c| c as usize).sum::<usize>();
+    if n == 0 {
+        return None;
+    }
+    let mid = n / 2;
+    // Ranks needed: `mid`, and `mid - 1` for even counts. Bin of a rank, and the number of
+    // values in the bins below it.
+    let bin_of = |rank: usize| {
+        let mut below = 0usize;
+        for (b, &c) in hist.iter().enumerate() {
+            if rank < below + c as usize {
+                return (b, below);
+            }
+            below += c as usize;
+        }
+        unreachable!("rank < n")
+    };
+    let (b_hi, base_hi) = bin_of(mid);
+    let (b_lo, base_lo) = if n % 2 == 0 {
+        bin_of(mid - 1)
+    } else {
+        (b_hi, base_hi)
+    };
+    let mut sel: Vec<f64> = Vec::with_capacity(
+        hist[b_lo] as usize + if b_lo == b_hi { 0 } else { hist[b_hi] as usize },
+    );
+    for v in values() {
+        if v.is_finite() {
+            let b = (total_key(v) >> SHIFT) as usize;
+            if b == b_lo || b == b_hi {
+                sel.push(v);
+            }
+        }
+    }
+    // `sel` holds the values of ranks `base_lo..`, both bins in order.
+    let (_, m, _) = sel.select_nth_unstable_by(mid - base_lo, f64::total_cmp);
+    let hi = *m;
+    if n % 2 == 1 {
+        return Some(hi);
+    }
+    debug_assert!(base_lo <= base_hi);
+    let (_, l, _) = sel.select_nth_unstable_by(mid - 1 - base_lo, f64::total_cmp);
+    Some(0.5 * (*l + hi))
 }
 
 /// ZOGY proper image subtraction of `inputs.reference` from `inputs.new`.
@@ -305,16 +376,18 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     let mut offset = 0.0;
     if params.fit_offset {
         let step = ((ny * nx / 500_000) as f64).sqrt().ceil().max(1.0) as usize;
-        let mut vals = Vec::with_capacity(ny.div_ceil(step) * nx.div_ceil(step));
-        Zip::from(n_img.slice(s![..;step, ..;step]))
-            .and(r_img.slice(s![..;step, ..;step]))
-            .and(bad.slice(s![..;step, ..;step]))
-            .for_each(|&a, &b, &m| {
-                if !m {
-                    vals.push(a as f64 - beta * b as f64);
-                }
-            });
-        offset = median_in_place(&mut vals).unwrap_or(0.0);
+        // Two passes over the values instead of an image-sized copy to select in.
+        let sub = s![..;step, ..;step];
+        offset = median_two_pass(|| {
+            n_img
+                .slice(sub)
+                .into_iter()
+                .zip(r_img.slice(sub))
+                .zip(bad.slice(sub))
+                .filter(|&(_, &m)| !m)
+                .map(|((&a, &b), _)| a as f64 - beta * b as f64)
+        })
+        .unwrap_or(0.0);
         n_img.par_mapv_inplace(|v| (v as f64 - offset) as f32);
     }
 
@@ -367,8 +440,14 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         .flat_map(|&yc| xcores.iter().map(move |&xc| (yc, xc)))
         .collect();
     let batch = rayon::current_num_threads().clamp(1, tiles.len().max(1));
-    let mut works: Vec<TileWork> = (0..batch).map(|_| TileWork::new(&fft, noise)).collect();
-    let run = |((y0, y1), (x0, x1)): Tile, w: &mut TileWork| -> Result<TileStats, ZogyError> {
+    // Kept from an earlier call of the same shape where possible (engine::take_bufs).
+    let mut works: Vec<ThreadBufs> = take_bufs(&fft, noise, batch);
+    let run = |((y0, y1), (x0, x1)): Tile, b: &mut ThreadBufs| -> Result<TileStats, ZogyError> {
+        let ThreadBufs {
+            work: w,
+            psf: psf_slot,
+            ..
+        } = b;
         let (ry0, ry1) = (y0.saturating_sub(ext), (y1 + ext).min(ny));
         let (rx0, rx1) = (x0.saturating_sub(ext), (x1 + ext).min(nx));
         let (h, wd) = (ry1 - ry0, rx1 - rx0);
@@ -379,7 +458,6 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             dst.slice_mut(s![..h, wd..]).fill(0.0);
             fill(dst.slice_mut(s![..h, ..wd]));
         };
-        let tile_psf;
         let psf = match &shared_psf {
             Some(p) => p,
             None => {
@@ -395,8 +473,14 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                         stamp: pn.dim().0.max(pr.dim().0),
                     });
                 }
-                tile_psf = TilePsf::new(&fft, &pn, &pr, kgrid, &model, noise);
-                &tile_psf
+                // This thread's transfer functions, renewed in place.
+                match psf_slot {
+                    Some(p) => {
+                        p.update(&fft, &pn, &pr, kgrid, &model, noise);
+                        p
+                    }
+                    None => psf_slot.insert(TilePsf::new(&fft, &pn, &pr, kgrid, &model, noise)),
+                }
             }
         };
         pad(&mut w.n, &|mut d| d.assign(&n_img.slice(region)));
@@ -412,8 +496,13 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                     {
                         match (o.as_slice_mut(), x.as_slice(), m.as_slice()) {
                             (Some(o), Some(x), Some(m)) => {
-                                for ((v, &x), &m) in o.iter_mut().zip(x).zip(m) {
-                                    *v = if m { 0.0 } else { x * x };
+                                // `if m { 0.0 } else { x * x }` as a bit mask (+0.0 where
+                                // masked), so that the loop vectorises.
+                                let n = o.len();
+                                let (x, m) = (&x[..n], &m[..n]);
+                                for i in 0..n {
+                                    let keep = u32::from(m[i]).wrapping_sub(1);
+                                    o[i] = f32::from_bits((x[i] * x[i]).to_bits() & keep);
                                 }
                             }
                             _ => Zip::from(o)
@@ -457,7 +546,8 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             .zip(works.par_iter_mut())
             .map(|(&t, w)| run(t, w))
             .collect();
-        for ((&((y0, y1), (x0, x1)), st), w) in chunk.iter().zip(stats).zip(&works) {
+        for ((&((y0, y1), (x0, x1)), st), b) in chunk.iter().zip(stats).zip(&works) {
+            let w = &b.work;
             let st = st?;
             let (ry0, rx0) = (y0.saturating_sub(ext), x0.saturating_sub(ext));
             ffts_per_tile = st.n_fft;
@@ -502,7 +592,13 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                         else {
                             unreachable!("owned planes and mask rows are contiguous")
                         };
-                        for i in 0..wx.len() {
+                        // All slices cut to one length: no bounds checks, so the loop
+                        // vectorises.
+                        let n = wx.len();
+                        let (tdr, tsr, tsd) = (&tdr[..n], &tsr[..n], &tsd[..n]);
+                        let (dr, sr, cr) = (&mut dr[..n], &mut sr[..n], &mut cr[..n]);
+                        let (fr, er, mr) = (&mut fr[..n], &mut er[..n], &mr[..n]);
+                        for i in 0..n {
                             let wt = wy * wx[i];
                             let (sv, sd) = (tsr[i], tsd[i]);
                             dr[i] += wt * tdr[i];
@@ -517,24 +613,24 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                 );
         }
     }
+    keep_bufs(works);
     let (psf_d, f_s) = centre_products(&model, &pn_c, &pr_c, side);
 
     // Diagnostics from a regular subsample of about 2^18 pixels (0.2 % precision).
     let step = ((ny * nx) as f64 / 262_144.0).sqrt().ceil().max(1.0) as usize;
-    let sub = (ny.div_ceil(step)) * (nx.div_ceil(step));
-    let mut good: Vec<f64> = Zip::from(scorr.slice(s![..;step, ..;step]))
-        .and(mask.slice(s![..;step, ..;step]))
-        .fold(Vec::with_capacity(sub), |mut v, &a, &m| {
-            if !m && a.is_finite() {
-                v.push(a as f64);
-            }
-            v
-        });
-    // Median, then the MAD on the same buffer (two selections, no copies).
-    let scorr_median = median_in_place(&mut good);
+    let sub = s![..;step, ..;step];
+    let good = || {
+        scorr
+            .slice(sub)
+            .into_iter()
+            .zip(mask.slice(sub))
+            .filter(|&(a, &m)| !m && a.is_finite())
+            .map(|(&a, _)| a as f64)
+    };
+    // Median, then the MAD, each in two passes over the subsample (no copies).
+    let scorr_median = median_two_pass(good);
     let scorr_robust_std = scorr_median.and_then(|m| {
-        good.iter_mut().for_each(|x| *x = (*x - m).abs());
-        median_in_place(&mut good).map(|d| d * MAD_TO_SIGMA)
+        median_two_pass(|| good().map(move |a| (a - m).abs())).map(|d| d * MAD_TO_SIGMA)
     });
     let diagnostics = ZogyDiagnostics {
         n_iter,
@@ -573,6 +669,7 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diffim_core::stats::median_in_place;
 
     #[test]
     fn fitted_cores_tile_the_axis_within_a_fast_length() {
@@ -595,6 +692,60 @@ mod tests {
                 // Never longer than equal cores padded to a fast length.
                 let equal = next_fast_len(padded_need(&cores(n, t), n, ext, margin).max(45));
                 assert!(len <= equal, "n {n} t {t}: {len} > {equal}");
+            }
+        }
+    }
+
+    #[test]
+    fn median_two_pass_matches_median_in_place() {
+        let mut seed = 12345u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let specials = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-310,
+            -1e-310,
+            f64::MAX,
+            -f64::MAX,
+        ];
+        for n in [0usize, 1, 2, 3, 4, 5, 10, 101, 1000, 4097, 20000] {
+            for kind in 0..6 {
+                let v: Vec<f64> = (0..n)
+                    .map(|i| match kind {
+                        // Gaussian-ish noise around 0 (both signs, many exponents).
+                        0 => (rnd() + rnd() + rnd() - 1.5) * 30.0,
+                        // Many ties.
+                        1 => ((rnd() * 7.0).floor() - 3.0) * 0.5,
+                        // Specials mixed in.
+                        2 => {
+                            if i % 7 == 0 {
+                                specials[i % specials.len()]
+                            } else {
+                                rnd() - 0.5
+                            }
+                        }
+                        // All in one 16-bit key prefix.
+                        3 => 1.0 + rnd() * 1e-6,
+                        // Zeros of both signs.
+                        4 => [0.0, -0.0][i % 2] * (1.0 + rnd()),
+                        _ => (rnd() * 40.0 - 20.0).exp() * if rnd() < 0.5 { -1.0 } else { 1.0 },
+                    })
+                    .collect();
+                let fast = median_two_pass(|| v.iter().copied());
+                let slow = median_in_place(&mut v.clone());
+                assert_eq!(
+                    fast.map(f64::to_bits),
+                    slow.map(f64::to_bits),
+                    "n {n} kind {kind}: {fast:?} vs {slow:?}"
+                );
             }
         }
     }
