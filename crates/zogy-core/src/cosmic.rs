@@ -188,7 +188,7 @@ impl Run<'_> {
         let n = ny * nx;
         // S of the image and of its negative (holes), computed where first needed and
         // forgotten around the replaced pixels (S is 3x3-local).
-        let mut memo = SMemo::take(n);
+        let mut memo = SMemo::new(n);
         // Flags read before they are set: allocated by writing (diffim_core::mem).
         let mut out = filled(n, false);
         // Pixels found in the current iteration; all false between iterations, when they
@@ -275,7 +275,6 @@ impl Run<'_> {
                 list.sort_unstable();
             }
         }
-        memo.keep();
         out
     }
 }
@@ -328,20 +327,11 @@ fn significant(img: Plane<f32>, noise: Plane<f32>, clip: f64, n_signs: usize) ->
     lists
 }
 
-/// Memos kept between calls ([`SMemo::keep`]): one per image of a pair run side by side.
-static KEPT_MEMOS: std::sync::Mutex<Vec<SMemo>> = std::sync::Mutex::new(Vec::new());
-/// Most memos kept.
-const KEPT_MEMO_COUNT: usize = 2;
-/// Largest memo kept (bytes): images to ~2k x 2k.
-const KEPT_MEMO_BYTES: usize = 32 << 20;
-
 /// `(S+, S-)` per pixel, computed on first use: bit patterns XOR [`SMemo::EMPTY`], so that
 /// the zeroed allocation reads as "not computed" (a value equal to `EMPTY`, a NaN, is only
 /// computed again).
 struct SMemo {
     v: Vec<[u32; 2]>,
-    /// Entries set by [`Self::get`] (cleared by [`Self::keep`]).
-    written: Vec<usize>,
     /// Blocks of [`Self::BLOCK`] entries whose pages were already mapped by a write. The memo
     /// is looked up before it is set: a page of zeroed memory first read maps the shared zero
     /// page, and the first write then costs a second fault and a TLB shootdown
@@ -359,41 +349,8 @@ impl SMemo {
         Self {
             // Zeroed and untouched: pages are mapped by `entry` where needed.
             v: vec![[0u32; 2]; n],
-            written: Vec::new(),
             cleared: vec![false; n.div_ceil(Self::BLOCK)],
         }
-    }
-
-    /// A memo of `n` entries, all "not computed": one kept by an earlier call
-    /// ([`Self::keep`]) when there is one of that size (its pages already mapped, no zeroing
-    /// of the whole), else a new one.
-    fn take(n: usize) -> Self {
-        let mut kept = KEPT_MEMOS.lock().unwrap_or_else(|e| e.into_inner());
-        match kept.iter().position(|m| m.v.len() == n) {
-            Some(i) => kept.swap_remove(i),
-            None => {
-                drop(kept);
-                Self::new(n)
-            }
-        }
-    }
-
-    /// Resets the entries set in this call to "not computed" and keeps the memo for a later
-    /// call (at most [`KEPT_MEMO_COUNT`] of at most [`KEPT_MEMO_BYTES`] each, the oldest
-    /// dropped first).
-    fn keep(mut self) {
-        if self.v.len() * std::mem::size_of::<[u32; 2]>() > KEPT_MEMO_BYTES {
-            return;
-        }
-        for &k in &self.written {
-            self.v[k] = [0, 0];
-        }
-        self.written.clear();
-        let mut kept = KEPT_MEMOS.lock().unwrap_or_else(|e| e.into_inner());
-        kept.push(self);
-        let old = (kept.len() > KEPT_MEMO_COUNT).then(|| kept.remove(0));
-        drop(kept);
-        drop(old);
     }
 
     /// Entry `k`, its block's pages mapped by a write first. The block (4 KiB) lies on at
@@ -424,7 +381,6 @@ impl SMemo {
         }
         let (sp, sn) = laplacian_at(img, noise, y, x);
         self.v[k] = [sp.to_bits() ^ Self::EMPTY, sn.to_bits() ^ Self::EMPTY];
-        self.written.push(k);
         (sp, sn)
     }
 
