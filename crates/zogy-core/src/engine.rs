@@ -14,9 +14,8 @@
 //! layout (`[kx, ky]`, one transpose per FFT saved); the shift of R and the wing Gaussian
 //! are applied inside the one pass that forms D, S, S_r and `G (x) S_r`. Every buffer is
 //! per thread and reused from tile to tile ([`TileWork`], and a thread's [`TilePsf`] renewed
-//! in place), and kept for the next call of the same shape ([`take_bufs`], [`keep_bufs`]);
-//! the standard deviation of S is assembled only over the part of the tile whose output is
-//! used.
+//! in place, [`new_bufs`]); the standard deviation of S is assembled only over the part of
+//! the tile whose output is used.
 
 use crate::odd_fast_len;
 use diffim_core::fft::{Fft2, signed_freq};
@@ -346,26 +345,6 @@ impl TileWork {
     }
 }
 
-impl TileWork {
-    /// Bytes held by the buffers.
-    fn bytes(&self) -> usize {
-        let planes = [
-            &self.n, &self.r, &self.d, &self.s, &self.sd, &self.sr, &self.sw, &self.var,
-        ]
-        .into_iter()
-        .chain(self.vn.as_ref())
-        .chain(self.vr.as_ref())
-        .map(|a| a.len() * std::mem::size_of::<f32>())
-        .sum::<usize>();
-        planes
-            + self
-                .spec
-                .iter()
-                .map(|a| a.len() * std::mem::size_of::<Complex<f32>>())
-                .sum::<usize>()
-    }
-}
-
 /// One thread's buffers for the tiles of a call: its [`TileWork`] and, when the PSFs vary,
 /// its [`TilePsf`] (renewed in place tile by tile, [`TilePsf::update`]).
 pub(crate) struct ThreadBufs {
@@ -373,68 +352,19 @@ pub(crate) struct ThreadBufs {
     pub work: TileWork,
     /// The current tile's transfer functions (varying PSFs only).
     pub psf: Option<TilePsf>,
-    /// The plan's shape and the noise sides the buffers were made for.
-    key: ((usize, usize), (bool, bool)),
 }
 
-impl ThreadBufs {
-    fn bytes(&self) -> usize {
-        self.work.bytes()
-            + self.psf.as_ref().map_or(0, |p| {
-                [Some(&p.pnh), Some(&p.prh), p.kn2h.as_ref(), p.kr2h.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .map(|a| a.len() * std::mem::size_of::<Complex<f32>>())
-                    .sum()
-            })
-    }
-}
-
-/// Most bytes per set of [`ThreadBufs`] kept between calls ([`keep_bufs`]), as for the FFT's
-/// per-thread row buffer: sets for tiles of the real 1024x682 pair's size (320x336) take
-/// ~9 MB each; a large single tile is not kept.
-const KEEP_BYTES: usize = 32 << 20;
-
-/// The buffers of the latest call, kept for the next one of the same shape: fresh buffers
-/// cost a `memset` (or a page fault per page, with TLB shootdowns, when they come zeroed
-/// from the kernel) on every call.
-static KEPT: std::sync::Mutex<Vec<ThreadBufs>> = std::sync::Mutex::new(Vec::new());
-
-/// `count` sets of buffers for the plan `fft` and noise sides `noise`: those kept by an
-/// earlier call of the same shape ([`keep_bufs`]) first, then new ones. The content of kept
-/// buffers is stale: [`run_tile`] and its caller overwrite everything they read.
-pub(crate) fn take_bufs(fft: &Fft2<f32>, noise: (bool, bool), count: usize) -> Vec<ThreadBufs> {
-    let key = (fft.shape(), noise);
-    let mut out: Vec<ThreadBufs> = {
-        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-        let mut mine = Vec::new();
-        let mut i = 0;
-        while i < kept.len() && mine.len() < count {
-            if kept[i].key == key {
-                mine.push(kept.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        mine
-    };
-    out.extend((out.len()..count).map(|_| ThreadBufs {
-        work: TileWork::new(fft, noise),
-        psf: None,
-        key,
-    }));
-    out
-}
-
-/// Keeps `bufs` (one set per thread of the call) for the next call in place of those kept
-/// before, when each set fits [`KEEP_BYTES`] (otherwise they are freed).
-pub(crate) fn keep_bufs(bufs: Vec<ThreadBufs>) {
-    if bufs.iter().any(|b| b.bytes() > KEEP_BYTES) {
-        return;
-    }
-    let old = std::mem::replace(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()), bufs);
-    // Freed outside the lock.
-    drop(old);
+/// `count` sets of new buffers for the plan `fft` and noise sides `noise`, one per thread
+/// of a call. Not kept between calls: a process-wide cache of them measured no faster on the
+/// real pair, and its retained memory changed glibc's mmap threshold for everything after
+/// it.
+pub(crate) fn new_bufs(fft: &Fft2<f32>, noise: (bool, bool), count: usize) -> Vec<ThreadBufs> {
+    (0..count)
+        .map(|_| ThreadBufs {
+            work: TileWork::new(fft, noise),
+            psf: None,
+        })
+        .collect()
 }
 
 /// What a tile reports besides its planes.

@@ -1,7 +1,7 @@
 //! [`zogy`]: preparation, flux-ratio fit, tiling and blending around the spectral core.
 
 use crate::engine::{
-    Model, ThreadBufs, TilePsf, TileStats, centre_products, keep_bufs, row_of, run_tile, take_bufs,
+    Model, ThreadBufs, TilePsf, TileStats, centre_products, new_bufs, row_of, run_tile,
 };
 use crate::fluxfit::{Side, fit_flux_ratio};
 use crate::prep::{background_sigma, inpaint};
@@ -440,8 +440,7 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         .flat_map(|&yc| xcores.iter().map(move |&xc| (yc, xc)))
         .collect();
     let batch = rayon::current_num_threads().clamp(1, tiles.len().max(1));
-    // Kept from an earlier call of the same shape where possible (engine::take_bufs).
-    let mut works: Vec<ThreadBufs> = take_bufs(&fft, noise, batch);
+    let mut works: Vec<ThreadBufs> = new_bufs(&fft, noise, batch);
     let run = |((y0, y1), (x0, x1)): Tile, b: &mut ThreadBufs| -> Result<TileStats, ZogyError> {
         let ThreadBufs {
             work: w,
@@ -613,7 +612,7 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
                 );
         }
     }
-    keep_bufs(works);
+    drop(works);
     let (psf_d, f_s) = centre_products(&model, &pn_c, &pr_c, side);
 
     // Diagnostics from a regular subsample of about 2^18 pixels (0.2 % precision).

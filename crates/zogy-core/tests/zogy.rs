@@ -932,11 +932,11 @@ fn constant_psf_tiles_equal_one_tile() {
     );
 }
 
-/// Tile buffers are kept from call to call (and a thread's PSF transforms renewed in place
-/// from tile to tile): a call after another one on other data gives the same planes, bit for
-/// bit, as before it.
+/// A thread's tile buffers and PSF transforms are reused (renewed in place) from tile to
+/// tile: a call after another one on other data gives the same planes, bit for bit, as
+/// before it (no state carried from call to call).
 #[test]
-fn kept_tile_buffers_do_not_change_results() {
+fn repeated_calls_give_the_same_planes() {
     let mut cfg = SimConfig::varying_psf().with_size(512, 512).with_seed(5);
     cfg.n_transients = 20;
     let pair = sim(cfg);
