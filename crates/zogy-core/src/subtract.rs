@@ -142,20 +142,38 @@ fn total_key(v: f64) -> u64 {
     b ^ ((((b as i64) >> 63) as u64) | (1 << 63))
 }
 
-/// The median of the finite values of the iterator `values()`, as
-/// [`diffim_core::stats::median_in_place`] gives it for them (bit for bit), without holding
-/// them: `values` is called twice (and must give the same values both times). The first
-/// pass counts the values
-/// per 16-bit prefix of their order keys ([`total_key`]), the second collects only those of
-/// the one or two prefixes that hold the middle ranks, and these are selected among.
-fn median_two_pass<I: Iterator<Item = f64>>(values: impl Fn() -> I) -> Option<f64> {
+/// The median of the finite values that `row(y, buf)` appends to `buf` for the rows
+/// `y in 0..nrows`, as [`diffim_core::stats::median_in_place`] gives it for them (bit for
+/// bit), without holding them: each row is asked for twice (and must give the same values
+/// both times). The first pass counts the values per 16-bit prefix of their order keys
+/// ([`total_key`]), the second collects only those of the one or two prefixes that hold the
+/// middle ranks, and these are selected among. Both passes run in parallel over the rows.
+fn median_two_pass<F>(nrows: usize, row: F) -> Option<f64>
+where
+    F: Fn(usize, &mut Vec<f64>) + Sync,
+{
     const SHIFT: u32 = 48;
-    let mut hist = vec![0u32; 1 << (64 - SHIFT)];
-    for v in values() {
-        if v.is_finite() {
-            hist[(total_key(v) >> SHIFT) as usize] += 1;
-        }
-    }
+    const BINS: usize = 1 << (64 - SHIFT);
+    let hist = (0..nrows)
+        .into_par_iter()
+        .fold(
+            || (vec![0u32; BINS], Vec::new()),
+            |(mut h, mut buf), y| {
+                buf.clear();
+                row(y, &mut buf);
+                for &v in &buf {
+                    if v.is_finite() {
+                        h[(total_key(v) >> SHIFT) as usize] += 1;
+                    }
+                }
+                (h, buf)
+            },
+        )
+        .map(|(h, _)| h)
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        })?;
     // Counted afterwards: a counter in the loop, spilled to memory, chains every iteration.
     let n = hist.iter().map(|&c| c as usize).sum::<usize>();
     if n == 0 {
@@ -180,18 +198,29 @@ fn median_two_pass<I: Iterator<Item = f64>>(values: impl Fn() -> I) -> Option<f6
     } else {
         (b_hi, base_hi)
     };
-    let mut sel: Vec<f64> = Vec::with_capacity(
-        hist[b_lo] as usize + if b_lo == b_hi { 0 } else { hist[b_hi] as usize },
-    );
-    for v in values() {
-        if v.is_finite() {
-            let b = (total_key(v) >> SHIFT) as usize;
-            if b == b_lo || b == b_hi {
-                sel.push(v);
-            }
-        }
-    }
-    // `sel` holds the values of ranks `base_lo..`, both bins in order.
+    let (b_lo, b_hi) = (b_lo as u64, b_hi as u64);
+    let mut sel: Vec<f64> = (0..nrows)
+        .into_par_iter()
+        .fold(
+            || (Vec::new(), Vec::new()),
+            |(mut sel, mut buf), y| {
+                buf.clear();
+                row(y, &mut buf);
+                for &v in &buf {
+                    let b = total_key(v) >> SHIFT;
+                    if v.is_finite() && (b == b_lo || b == b_hi) {
+                        sel.push(v);
+                    }
+                }
+                (sel, buf)
+            },
+        )
+        .map(|(sel, _)| sel)
+        .reduce(Vec::new, |mut a, mut b| {
+            a.append(&mut b);
+            a
+        });
+    // `sel` holds the values of ranks `base_lo..`, both bins (in any order).
     let (_, m, _) = sel.select_nth_unstable_by(mid - base_lo, f64::total_cmp);
     let hi = *m;
     if n % 2 == 1 {
@@ -378,14 +407,16 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         let step = ((ny * nx / 500_000) as f64).sqrt().ceil().max(1.0) as usize;
         // Two passes over the values instead of an image-sized copy to select in.
         let sub = s![..;step, ..;step];
-        offset = median_two_pass(|| {
-            n_img
-                .slice(sub)
-                .into_iter()
-                .zip(r_img.slice(sub))
-                .zip(bad.slice(sub))
-                .filter(|&(_, &m)| !m)
-                .map(|((&a, &b), _)| a as f64 - beta * b as f64)
+        offset = median_two_pass(n_img.slice(sub).nrows(), |y, buf| {
+            let (a, b, m) = (n_img.slice(sub), r_img.slice(sub), bad.slice(sub));
+            buf.extend(
+                a.row(y)
+                    .iter()
+                    .zip(b.row(y))
+                    .zip(m.row(y))
+                    .filter(|&(_, &m)| !m)
+                    .map(|((&a, &b), _)| a as f64 - beta * b as f64),
+            );
         })
         .unwrap_or(0.0);
         n_img.par_mapv_inplace(|v| (v as f64 - offset) as f32);
@@ -618,18 +649,25 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     // Diagnostics from a regular subsample of about 2^18 pixels (0.2 % precision).
     let step = ((ny * nx) as f64 / 262_144.0).sqrt().ceil().max(1.0) as usize;
     let sub = s![..;step, ..;step];
-    let good = || {
-        scorr
-            .slice(sub)
-            .into_iter()
-            .zip(mask.slice(sub))
-            .filter(|&(a, &m)| !m && a.is_finite())
-            .map(|(&a, _)| a as f64)
+    let (sc, mk) = (scorr.slice(sub), mask.slice(sub));
+    let good = |y: usize, buf: &mut Vec<f64>| {
+        buf.extend(
+            sc.row(y)
+                .iter()
+                .zip(mk.row(y))
+                .filter(|&(a, &m)| !m && a.is_finite())
+                .map(|(&a, _)| a as f64),
+        )
     };
     // Median, then the MAD, each in two passes over the subsample (no copies).
-    let scorr_median = median_two_pass(good);
+    let scorr_median = median_two_pass(sc.nrows(), good);
     let scorr_robust_std = scorr_median.and_then(|m| {
-        median_two_pass(|| good().map(move |a| (a - m).abs())).map(|d| d * MAD_TO_SIGMA)
+        median_two_pass(sc.nrows(), |y, buf| {
+            let start = buf.len();
+            good(y, buf);
+            buf[start..].iter_mut().for_each(|a| *a = (*a - m).abs());
+        })
+        .map(|d| d * MAD_TO_SIGMA)
     });
     let diagnostics = ZogyDiagnostics {
         n_iter,
@@ -738,7 +776,12 @@ mod tests {
                         _ => (rnd() * 40.0 - 20.0).exp() * if rnd() < 0.5 { -1.0 } else { 1.0 },
                     })
                     .collect();
-                let fast = median_two_pass(|| v.iter().copied());
+                let fast = median_two_pass(1, |_, buf| buf.extend_from_slice(&v));
+                // Rows of 7 values (parallel passes, several partial histograms).
+                let rows = median_two_pass(n.div_ceil(7), |y, buf| {
+                    buf.extend_from_slice(&v[7 * y..(7 * y + 7).min(n)])
+                });
+                assert_eq!(fast.map(f64::to_bits), rows.map(f64::to_bits));
                 let slow = median_in_place(&mut v.clone());
                 assert_eq!(
                     fast.map(f64::to_bits),
