@@ -30,10 +30,10 @@
 //!    PSF-model error term ([`ZogyParams::psf_error`]) and a 4 % PSF-wing error term
 //!    ([`ZogyParams::psf_wing_error`]).
 //!
-//! Steps 1-4 run for the two images side by side, each image through all four without
-//! waiting for the other; [`Subtraction::timings`] reports `masks`, `psf` and `noise` (noise
-//! map and cosmic rays) as the longer of the two images' times, then `zogy` (steps 5-6 and
-//! the flux calibration).
+//! Steps 1-3 run for the two images side by side, each image through all three without
+//! waiting for the other, then step 4 for both side by side; [`Subtraction::timings`]
+//! reports `masks`, `psf` and `noise` as the longer of the two images' times, then `cosmic`
+//! and `zogy` (steps 5-6 and the flux calibration).
 //!
 //! Planes of the [`Subtraction`], all in **science ADU**:
 //! - `diff` = `D * F_n / F_D`: ZOGY's `D` rescaled so that a point source of science flux `f`
@@ -478,15 +478,14 @@ struct Prepared {
     psf: psf_kl::PsfEstimate,
     /// Per-pixel noise RMS (given, or the noise model).
     noise: Array2<f32>,
-    /// The background-subtracted image, cosmic rays and hot pixels replaced.
+    /// The background-subtracted image (cosmic rays and hot pixels replaced by
+    /// [`remove_cosmics`]).
     image: Array2<f32>,
-    cosmic: Option<zogy_core::masks::CosmicRays>,
-    /// Wall seconds of masks + gain, PSF estimation, noise map + cosmic rays.
+    /// Wall seconds of masks + gain, PSF estimation, noise map.
     seconds: [f64; 3],
 }
 
-/// Masks, gain, PSF estimate, noise map, background-subtracted image and cosmic rays of one
-/// image: everything [`subtract_zogy`] needs from it alone.
+/// Masks, gain, PSF estimate, noise map and background-subtracted image of one image.
 fn prepare(
     img: &ArrayView2<f32>,
     mask: Option<&ArrayView2<bool>>,
@@ -523,38 +522,40 @@ fn prepare(
     Zip::from(&mut image)
         .and(img)
         .par_for_each(|b, &v| *b = v - *b);
-    let cosmic = opts.cosmic.as_ref().map(|cp| {
-        let dim = image.dim();
-        let prov = KlProvider::new(&est.model, dim, opts.constant_psf_tolerance);
-        let (xc, yc) = ((dim.1 as f64 - 1.0) / 2.0, (dim.0 as f64 - 1.0) / 2.0);
-        // The contrast limit from the sharpest PSF over the image (a 3x3 grid of
-        // positions), so that no point source anywhere is taken for a cosmic ray.
-        let contrast = cp.contrast.or_else(|| {
-            let sharpest = [0.0, 0.5, 1.0]
-                .iter()
-                .flat_map(|&fy| [0.0, 0.5, 1.0].map(|fx| (fx, fy)))
-                .map(|(fx, fy)| psf_contrast(&prov.psf_at(fx * 2.0 * xc, fy * 2.0 * yc)))
-                .fold(0.0f64, f64::max);
-            Some((cp.psf_contrast_factor * sharpest).max(0.5))
-        });
-        let params = CosmicParams { contrast, ..*cp };
-        cosmic_rays(
-            &mut image,
-            &noise.view(),
-            Some(&m.view()),
-            &prov.psf_at(xc, yc),
-            &params,
-        )
-    });
     Ok(Prepared {
         mask: m,
         gain: g,
         psf: est,
         noise,
         image,
-        cosmic,
         seconds: [t_masks, t_psf, seconds_since(t0)],
     })
+}
+
+/// Cosmic rays and hot pixels of a [`Prepared`] image ([`cosmic_rays`], sequential): found
+/// with a contrast limit from the sharpest PSF over the image and replaced in `p.image`.
+fn remove_cosmics(p: &mut Prepared, cp: &CosmicParams, tol: f64) -> zogy_core::masks::CosmicRays {
+    let dim = p.image.dim();
+    let prov = KlProvider::new(&p.psf.model, dim, tol);
+    let (xc, yc) = ((dim.1 as f64 - 1.0) / 2.0, (dim.0 as f64 - 1.0) / 2.0);
+    // The contrast limit from the sharpest PSF over the image (a 3x3 grid of positions), so
+    // that no point source anywhere is taken for a cosmic ray.
+    let contrast = cp.contrast.or_else(|| {
+        let sharpest = [0.0, 0.5, 1.0]
+            .iter()
+            .flat_map(|&fy| [0.0, 0.5, 1.0].map(|fx| (fx, fy)))
+            .map(|(fx, fy)| psf_contrast(&prov.psf_at(fx * 2.0 * xc, fy * 2.0 * yc)))
+            .fold(0.0f64, f64::max);
+        Some((cp.psf_contrast_factor * sharpest).max(0.5))
+    });
+    let params = CosmicParams { contrast, ..*cp };
+    cosmic_rays(
+        &mut p.image,
+        &p.noise.view(),
+        Some(&p.mask.view()),
+        &prov.psf_at(xc, yc),
+        &params,
+    )
 }
 
 /// ZOGY subtraction of `inputs.template` from `inputs.science` (see the module docs).
@@ -592,20 +593,35 @@ pub fn subtract_zogy(
             )
         },
     );
-    let (sp, tp) = (sp?, tp?);
+    let (mut sp, mut tp) = (sp?, tp?);
+    // Cosmic rays: sequential per image, so the two run side by side (after both chains, so
+    // that neither runs alone at the end).
+    let t0 = Instant::now();
+    let (cosmic_n, cosmic_r) = match &opts.cosmic {
+        Some(cp) => {
+            let tol = opts.constant_psf_tolerance;
+            let (a, b) = rayon::join(
+                || remove_cosmics(&mut sp, cp, tol),
+                || remove_cosmics(&mut tp, cp, tol),
+            );
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    let t_cosmic = seconds_since(t0);
     // Per stage, the longer of the two images' times.
     let mut timings: Vec<(String, f64)> = ["masks", "psf", "noise"]
         .iter()
         .zip(sp.seconds.iter().zip(&tp.seconds))
         .map(|(k, (a, b))| (k.to_string(), a.max(*b)))
         .collect();
+    timings.push(("cosmic".to_string(), t_cosmic));
     let Prepared {
         mask: sm,
         gain: g_n,
         psf: se,
         noise: sn,
         image: n_img,
-        cosmic: cosmic_n,
         ..
     } = sp;
     let Prepared {
@@ -614,7 +630,6 @@ pub fn subtract_zogy(
         psf: te,
         noise: tn,
         image: r_img,
-        cosmic: cosmic_r,
         ..
     } = tp;
     let pairs = common_stars(&se.objects, &te.objects);
