@@ -10,7 +10,7 @@ use crate::{
     BetaMode, ZogyDiagnostics, ZogyError, ZogyInputs, ZogyParams, ZogyResult, odd_fast_len,
 };
 use diffim_core::fft::{Fft2, next_fast_len, next_fast_real_len};
-use diffim_core::mask::{dilate, finite_mask};
+use diffim_core::mask::dilate;
 use diffim_core::mem::filled_array;
 use diffim_core::stats::MAD_TO_SIGMA;
 use ndarray::{Array2, ArrayView2, Axis, Zip, s};
@@ -303,10 +303,17 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
     let kgrid = odd_fast_len(2 * side + 1);
 
     // Bad pixels of either input, inpainted consistently in both.
-    let mut bad = finite_mask(&inputs.new, inputs.new_mask.as_ref());
-    Zip::from(&mut bad)
-        .and(&finite_mask(&inputs.reference, inputs.ref_mask.as_ref()))
-        .par_for_each(|a, &b| *a |= b);
+    // Non-finite pixels of both, written straight into the new mask; then the masks and the
+    // noise maps OR-ed in (parallel passes, no temporaries).
+    let mut bad = Zip::from(&inputs.new)
+        .and(&inputs.reference)
+        .par_map_collect(|&a, &b| !(a.is_finite() && b.is_finite()));
+    for m in [inputs.new_mask.as_ref(), inputs.ref_mask.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        Zip::from(&mut bad).and(m).par_for_each(|a, &b| *a |= b);
+    }
     for nm in [inputs.new_noise.as_ref(), inputs.ref_noise.as_ref()]
         .into_iter()
         .flatten()
@@ -315,7 +322,7 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
             .and(nm)
             .par_for_each(|a, &v| *a |= !(v.is_finite() && v > 0.0));
     }
-    let n_bad = bad.iter().filter(|&&b| b).count();
+    let n_bad = bad.par_iter().filter(|&&b| b).count();
     if n_bad == ny * nx {
         return Err(ZogyError::NoGoodPixels {
             which: "new or reference",
