@@ -568,9 +568,9 @@ pub fn subtract_zogy(
     opts: &ZogyOptions,
 ) -> Result<Subtraction, SubtractError> {
     inputs.validate()?;
-    // Each image is prepared on its own (masks, gain, PSF, noise map, cosmic rays), the two
-    // side by side: no barrier between the stages, so one image's stage does not wait for
-    // the other's last task.
+    // Each image is prepared on its own (masks, gain, PSF, noise map, background
+    // subtraction), the two side by side: no barrier between the stages, so one image's stage
+    // does not wait for the other's last task.
     let (sp, tp) = rayon::join(
         || {
             prepare(
@@ -637,7 +637,8 @@ pub fn subtract_zogy(
     let dim = n_img.dim();
     let pn = KlProvider::new(&se.model, dim, opts.constant_psf_tolerance);
     let pr = KlProvider::new(&te.model, dim, opts.constant_psf_tolerance);
-    // Cosmic rays and hot pixels: replaced, and flagged (undilated) in the output mask.
+    // Cosmic rays and hot pixels (replaced above): recorded, undilated, in the `cosmic`
+    // plane (not in the mask).
     let mut sharp = Array2::from_elem(dim, false);
     let mut cosmic_contrast = [None, None];
     for (k, c) in [cosmic_n, cosmic_r].into_iter().enumerate() {
