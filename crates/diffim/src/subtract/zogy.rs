@@ -532,11 +532,16 @@ fn prepare(
     })
 }
 
-/// Cosmic rays and hot pixels of a [`Prepared`] image ([`cosmic_rays`], sequential): found
-/// with a contrast limit from the sharpest PSF over the image and replaced in `p.image`.
-fn remove_cosmics(p: &mut Prepared, cp: &CosmicParams, tol: f64) -> zogy_core::masks::CosmicRays {
-    let dim = p.image.dim();
-    let prov = KlProvider::new(&p.psf.model, dim, tol);
+/// Cosmic rays and hot pixels of a prepared image ([`cosmic_rays`], sequential): found with
+/// a contrast limit from the sharpest PSF of `psf` over the image and replaced in `image`.
+fn remove_cosmics(
+    image: &mut Array2<f32>,
+    noise: &Array2<f32>,
+    mask: &Array2<bool>,
+    psf: &KlProvider,
+    cp: &CosmicParams,
+) -> zogy_core::masks::CosmicRays {
+    let dim = image.dim();
     let (xc, yc) = ((dim.1 as f64 - 1.0) / 2.0, (dim.0 as f64 - 1.0) / 2.0);
     // The contrast limit from the sharpest PSF over the image (a 3x3 grid of positions), so
     // that no point source anywhere is taken for a cosmic ray.
@@ -544,16 +549,16 @@ fn remove_cosmics(p: &mut Prepared, cp: &CosmicParams, tol: f64) -> zogy_core::m
         let sharpest = [0.0, 0.5, 1.0]
             .iter()
             .flat_map(|&fy| [0.0, 0.5, 1.0].map(|fx| (fx, fy)))
-            .map(|(fx, fy)| psf_contrast(&prov.psf_at(fx * 2.0 * xc, fy * 2.0 * yc)))
+            .map(|(fx, fy)| psf_contrast(&psf.psf_at(fx * 2.0 * xc, fy * 2.0 * yc)))
             .fold(0.0f64, f64::max);
         Some((cp.psf_contrast_factor * sharpest).max(0.5))
     });
     let params = CosmicParams { contrast, ..*cp };
     cosmic_rays(
-        &mut p.image,
-        &p.noise.view(),
-        Some(&p.mask.view()),
-        &prov.psf_at(xc, yc),
+        image,
+        &noise.view(),
+        Some(&mask.view()),
+        &psf.psf_at(xc, yc),
         &params,
     )
 }
@@ -593,35 +598,19 @@ pub fn subtract_zogy(
             )
         },
     );
-    let (mut sp, mut tp) = (sp?, tp?);
-    // Cosmic rays: sequential per image, so the two run side by side (after both chains, so
-    // that neither runs alone at the end).
-    let t0 = Instant::now();
-    let (cosmic_n, cosmic_r) = match &opts.cosmic {
-        Some(cp) => {
-            let tol = opts.constant_psf_tolerance;
-            let (a, b) = rayon::join(
-                || remove_cosmics(&mut sp, cp, tol),
-                || remove_cosmics(&mut tp, cp, tol),
-            );
-            (Some(a), Some(b))
-        }
-        None => (None, None),
-    };
-    let t_cosmic = seconds_since(t0);
+    let (sp, tp) = (sp?, tp?);
     // Per stage, the longer of the two images' times.
     let mut timings: Vec<(String, f64)> = ["masks", "psf", "noise"]
         .iter()
         .zip(sp.seconds.iter().zip(&tp.seconds))
         .map(|(k, (a, b))| (k.to_string(), a.max(*b)))
         .collect();
-    timings.push(("cosmic".to_string(), t_cosmic));
     let Prepared {
         mask: sm,
         gain: g_n,
         psf: se,
         noise: sn,
-        image: n_img,
+        image: mut n_img,
         ..
     } = sp;
     let Prepared {
@@ -629,14 +618,28 @@ pub fn subtract_zogy(
         gain: g_t,
         psf: te,
         noise: tn,
-        image: r_img,
+        image: mut r_img,
         ..
     } = tp;
-    let pairs = common_stars(&se.objects, &te.objects);
-    let stars: Vec<(f64, f64)> = pairs.iter().take(300).map(|p| p.0).collect();
     let dim = n_img.dim();
     let pn = KlProvider::new(&se.model, dim, opts.constant_psf_tolerance);
     let pr = KlProvider::new(&te.model, dim, opts.constant_psf_tolerance);
+    // Cosmic rays: sequential per image, so the two run side by side (after both chains, so
+    // that neither runs alone at the end).
+    let t0 = Instant::now();
+    let (cosmic_n, cosmic_r) = match &opts.cosmic {
+        Some(cp) => {
+            let (a, b) = rayon::join(
+                || remove_cosmics(&mut n_img, &sn, &sm, &pn, cp),
+                || remove_cosmics(&mut r_img, &tn, &tm, &pr, cp),
+            );
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    timings.push(("cosmic".to_string(), seconds_since(t0)));
+    let pairs = common_stars(&se.objects, &te.objects);
+    let stars: Vec<(f64, f64)> = pairs.iter().take(300).map(|p| p.0).collect();
     // Cosmic rays and hot pixels (replaced above): recorded, undilated, in the `cosmic`
     // plane (not in the mask).
     let mut sharp = Array2::from_elem(dim, false);
@@ -700,7 +703,7 @@ pub fn subtract_zogy(
     };
     // With beta known beforehand (fixed, or from the apertures), the flux correction runs
     // beside ZOGY, filling its sequential stretches.
-    let (res, flux_corr) = match params.beta {
+    let (mut res, flux_corr) = match params.beta {
         BetaMode::Fixed(b) => {
             let (res, fc) = rayon::join(|| zogy(&zin, &params), || flux_corr_at(b));
             (res?, fc)
@@ -711,7 +714,6 @@ pub fn subtract_zogy(
             (res, fc)
         }
     };
-    let mut res = res;
     if let Some(a) = ap_ratio {
         res.beta_err = a.beta_err;
     }
