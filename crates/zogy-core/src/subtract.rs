@@ -483,7 +483,6 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
         let ThreadBufs {
             work: w,
             psf: psf_slot,
-            ..
         } = b;
         let (ry0, ry1) = (y0.saturating_sub(ext), (y1 + ext).min(ny));
         let (rx0, rx1) = (x0.saturating_sub(ext), (x1 + ext).min(nx));
