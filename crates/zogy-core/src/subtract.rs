@@ -12,7 +12,7 @@ use crate::{
 use diffim_core::fft::{Fft2, next_fast_len, next_fast_real_len};
 use diffim_core::mask::dilate;
 use diffim_core::mem::filled_array;
-use diffim_core::stats::MAD_TO_SIGMA;
+use diffim_core::stats::{MAD_TO_SIGMA, median_two_pass};
 use ndarray::{Array2, ArrayView2, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -131,104 +131,6 @@ fn blend_weight(p: usize, a: usize, b: usize, n: usize, ov: usize) -> f64 {
         ramp(((b + ov) as f64 - pf) / (2.0 * ov as f64))
     };
     up * down
-}
-
-/// Key of `v` whose unsigned order is [`f64::total_cmp`]'s order of the values.
-#[inline(always)]
-fn total_key(v: f64) -> u64 {
-    let b = v.to_bits();
-    // Negative: all bits flipped; positive: the sign bit set (branch-free: signs of noise
-    // around zero are unpredictable).
-    b ^ ((((b as i64) >> 63) as u64) | (1 << 63))
-}
-
-/// The median of the finite values that `row(y, buf)` appends to `buf` for the rows
-/// `y in 0..nrows`, as [`diffim_core::stats::median_in_place`] gives it for them (bit for
-/// bit), without holding them: each row is asked for twice (and must give the same values
-/// both times). The first pass counts the values per 16-bit prefix of their order keys
-/// ([`total_key`]), the second collects only those of the one or two prefixes that hold the
-/// middle ranks, and these are selected among. Both passes run in parallel over the rows.
-fn median_two_pass<F>(nrows: usize, row: F) -> Option<f64>
-where
-    F: Fn(usize, &mut Vec<f64>) + Sync,
-{
-    const SHIFT: u32 = 48;
-    const BINS: usize = 1 << (64 - SHIFT);
-    let hist = (0..nrows)
-        .into_par_iter()
-        .fold(
-            || (vec![0u32; BINS], Vec::new()),
-            |(mut h, mut buf), y| {
-                buf.clear();
-                row(y, &mut buf);
-                for &v in &buf {
-                    if v.is_finite() {
-                        h[(total_key(v) >> SHIFT) as usize] += 1;
-                    }
-                }
-                (h, buf)
-            },
-        )
-        .map(|(h, _)| h)
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        })?;
-    // Counted afterwards: a counter in the loop, spilled to memory, chains every iteration.
-    let n = hist.iter().map(|&c| c as usize).sum::<usize>();
-    if n == 0 {
-        return None;
-    }
-    let mid = n / 2;
-    // Ranks needed: `mid`, and `mid - 1` for even counts. Bin of a rank, and the number of
-    // values in the bins below it.
-    let bin_of = |rank: usize| {
-        let mut below = 0usize;
-        for (b, &c) in hist.iter().enumerate() {
-            if rank < below + c as usize {
-                return (b, below);
-            }
-            below += c as usize;
-        }
-        unreachable!("rank < n")
-    };
-    let (b_hi, base_hi) = bin_of(mid);
-    let (b_lo, base_lo) = if n % 2 == 0 {
-        bin_of(mid - 1)
-    } else {
-        (b_hi, base_hi)
-    };
-    let (b_lo, b_hi) = (b_lo as u64, b_hi as u64);
-    let mut sel: Vec<f64> = (0..nrows)
-        .into_par_iter()
-        .fold(
-            || (Vec::new(), Vec::new()),
-            |(mut sel, mut buf), y| {
-                buf.clear();
-                row(y, &mut buf);
-                for &v in &buf {
-                    let b = total_key(v) >> SHIFT;
-                    if v.is_finite() && (b == b_lo || b == b_hi) {
-                        sel.push(v);
-                    }
-                }
-                (sel, buf)
-            },
-        )
-        .map(|(sel, _)| sel)
-        .reduce(Vec::new, |mut a, mut b| {
-            a.append(&mut b);
-            a
-        });
-    // `sel` holds the values of ranks `base_lo..`, both bins (in any order).
-    let (_, m, _) = sel.select_nth_unstable_by(mid - base_lo, f64::total_cmp);
-    let hi = *m;
-    if n % 2 == 1 {
-        return Some(hi);
-    }
-    debug_assert!(base_lo <= base_hi);
-    let (_, l, _) = sel.select_nth_unstable_by(mid - 1 - base_lo, f64::total_cmp);
-    Some(0.5 * (*l + hi))
 }
 
 /// ZOGY proper image subtraction of `inputs.reference` from `inputs.new`.
@@ -712,7 +614,6 @@ pub fn zogy(inputs: &ZogyInputs, params: &ZogyParams) -> Result<ZogyResult, Zogy
 #[cfg(test)]
 mod tests {
     use super::*;
-    use diffim_core::stats::median_in_place;
 
     #[test]
     fn fitted_cores_tile_the_axis_within_a_fast_length() {
@@ -735,65 +636,6 @@ mod tests {
                 // Never longer than equal cores padded to a fast length.
                 let equal = next_fast_len(padded_need(&cores(n, t), n, ext, margin).max(45));
                 assert!(len <= equal, "n {n} t {t}: {len} > {equal}");
-            }
-        }
-    }
-
-    #[test]
-    fn median_two_pass_matches_median_in_place() {
-        let mut seed = 12345u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let specials = [
-            0.0,
-            -0.0,
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            1e-310,
-            -1e-310,
-            f64::MAX,
-            -f64::MAX,
-        ];
-        for n in [0usize, 1, 2, 3, 4, 5, 10, 101, 1000, 4097, 20000] {
-            for kind in 0..6 {
-                let v: Vec<f64> = (0..n)
-                    .map(|i| match kind {
-                        // Gaussian-ish noise around 0 (both signs, many exponents).
-                        0 => (rnd() + rnd() + rnd() - 1.5) * 30.0,
-                        // Many ties.
-                        1 => ((rnd() * 7.0).floor() - 3.0) * 0.5,
-                        // Specials mixed in.
-                        2 => {
-                            if i % 7 == 0 {
-                                specials[i % specials.len()]
-                            } else {
-                                rnd() - 0.5
-                            }
-                        }
-                        // All in one 16-bit key prefix.
-                        3 => 1.0 + rnd() * 1e-6,
-                        // Zeros of both signs.
-                        4 => [0.0, -0.0][i % 2] * (1.0 + rnd()),
-                        _ => (rnd() * 40.0 - 20.0).exp() * if rnd() < 0.5 { -1.0 } else { 1.0 },
-                    })
-                    .collect();
-                let fast = median_two_pass(1, |_, buf| buf.extend_from_slice(&v));
-                // Rows of 7 values (parallel passes, several partial histograms).
-                let rows = median_two_pass(n.div_ceil(7), |y, buf| {
-                    buf.extend_from_slice(&v[7 * y..(7 * y + 7).min(n)])
-                });
-                assert_eq!(fast.map(f64::to_bits), rows.map(f64::to_bits));
-                let slow = median_in_place(&mut v.clone());
-                assert_eq!(
-                    fast.map(f64::to_bits),
-                    slow.map(f64::to_bits),
-                    "n {n} kind {kind}: {fast:?} vs {slow:?}"
-                );
             }
         }
     }
