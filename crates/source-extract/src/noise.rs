@@ -355,36 +355,36 @@ impl NoiseSource<'_> {
         let img = self.image.row(y);
         let bg = self.background.background.row(y);
         let mrow = self.mask.map(|m| m.row(y));
-        // Contiguous rows (the usual case): zipped slices, no per-pixel index checks.
-        if let (Some(img), Some(bg)) = (img.as_slice(), bg.as_slice()) {
-            let (resid, good) = (&mut resid[..img.len()], &mut good[..img.len()]);
-            return match mrow.as_ref().map(|m| m.as_slice()) {
-                None => residual_slices(img, bg, img.iter().map(|_| false), resid, good),
-                Some(Some(m)) => residual_slices(img, bg, m.iter().copied(), resid, good),
-                Some(None) => {
-                    let m = mrow.as_ref().map(|m| m.iter().copied());
-                    residual_slices(img, bg, m.into_iter().flatten(), resid, good)
+        let (resid, good) = (&mut resid[..img.len()], &mut good[..img.len()]);
+        // Contiguous rows (the usual case) as slices, so that the loop vectorises; other
+        // layouts through ndarray's iterators.
+        match (
+            img.as_slice(),
+            bg.as_slice(),
+            mrow.as_ref().map(|m| m.as_slice()),
+        ) {
+            (Some(i), Some(b), None) => {
+                residual_values(i.iter(), b.iter(), std::iter::repeat(false), resid, good)
+            }
+            (Some(i), Some(b), Some(Some(m))) => {
+                residual_values(i.iter(), b.iter(), m.iter().copied(), resid, good)
+            }
+            _ => match &mrow {
+                None => {
+                    residual_values(img.iter(), bg.iter(), std::iter::repeat(false), resid, good)
                 }
-            };
+                Some(m) => residual_values(img.iter(), bg.iter(), m.iter().copied(), resid, good),
+            },
         }
-        let mut all = true;
-        for x in 0..resid.len() {
-            let v = img[x];
-            let g = v.is_finite() && !mrow.as_ref().is_some_and(|m| m[x]);
-            good[x] = g;
-            all &= g;
-            resid[x] = if g { v - bg[x] } else { 0.0 };
-        }
-        all
     }
 }
 
-/// [`NoiseSource::residual_row`] on row slices: `img - bg` where the pixel is finite and
-/// not `bad`, else 0; `good` gets the pixel's state. Returns whether every pixel is good.
+/// [`NoiseSource::residual_row`] on a row's values: `img - bg` where the pixel is finite
+/// and not `bad`, else 0; `good` gets the pixel's state. Returns whether every pixel is good.
 #[inline]
-fn residual_slices(
-    img: &[f32],
-    bg: &[f32],
+fn residual_values<'a>(
+    img: impl Iterator<Item = &'a f32>,
+    bg: impl Iterator<Item = &'a f32>,
     bad: impl Iterator<Item = bool>,
     resid: &mut [f32],
     good: &mut [bool],
@@ -510,20 +510,22 @@ fn smoothed_noise_band(
         // The good mask of row y itself, from the ring.
         let slot = y % n_ring;
         let good = &goods[slot * nx..(slot + 1) * nx];
-        let rms = src.background.rms.row(y);
+        // The RMS row as a slice (copied when the caller's plane is not in standard
+        // layout); `out` is a band of `noise_model`'s own standard-layout array.
+        let rms_row = src.background.rms.row(y);
+        let rms_copy: Vec<f32>;
+        let rms = match rms_row.as_slice() {
+            Some(r) => r,
+            None => {
+                rms_copy = rms_row.to_vec();
+                &rms_copy
+            }
+        };
         let mut o = out.row_mut(y - y0);
-        match (o.as_slice_mut(), rms.as_slice()) {
-            (Some(o), Some(rms)) => {
-                smoothed_noise_row(o, rms, &s_row, den, good, ring_all[slot], inv_gain)
-            }
-            _ => {
-                for x in 0..nx {
-                    let d = den[x];
-                    let s = if d > 1e-6 { s_row[x] / d } else { 0.0 };
-                    o[x] = noise_value(rms[x], s, good[x], inv_gain);
-                }
-            }
-        }
+        let o = o
+            .as_slice_mut()
+            .expect("rows of noise_model's own array are contiguous");
+        smoothed_noise_row(o, rms, &s_row, den, good, ring_all[slot], inv_gain);
     }
 }
 
@@ -677,6 +679,19 @@ pub(crate) fn convolve_separable(img: &ArrayView2<f32>, ky: &[f32], kx: &[f32]) 
 mod tests {
     use super::*;
 
+    /// A flat background of 104 with an RMS rising from 3 along the diagonal.
+    fn test_background(ny: usize, nx: usize) -> Background {
+        Background {
+            background: Array2::from_elem((ny, nx), 104.0),
+            rms: Array2::from_shape_fn((ny, nx), |(y, x)| 3.0 + 0.01 * (x + y) as f32),
+            global_background: 104.0,
+            global_rms: 3.0,
+            mesh_background: Array2::zeros((1, 1)),
+            mesh_rms: Array2::zeros((1, 1)),
+            n_filled: 0,
+        }
+    }
+
     /// The original separable convolution (per-pixel sums on 2-D indices), for equality.
     fn convolve_separable_ref(img: &ArrayView2<f32>, ky: &[f32], kx: &[f32]) -> Array2<f32> {
         let (ny, nx) = img.dim();
@@ -783,15 +798,7 @@ mod tests {
                 100.0 + ((y * 31 + x * 17) % 13) as f32 + 500.0 * (-(dx * dx + dy * dy) / 8.0).exp()
             });
             image[[ny / 2, nx / 3]] = f32::NAN;
-            let bg = Background {
-                background: Array2::from_elem((ny, nx), 104.0),
-                rms: Array2::from_shape_fn((ny, nx), |(y, x)| 3.0 + 0.01 * (x + y) as f32),
-                global_background: 104.0,
-                global_rms: 3.0,
-                mesh_background: Array2::zeros((1, 1)),
-                mesh_rms: Array2::zeros((1, 1)),
-                n_filled: 0,
-            };
+            let bg = test_background(ny, nx);
             let sparse = Array2::from_shape_fn((ny, nx), |(y, x)| (x * 7 + y * 3) % 29 == 0);
             let block = Array2::from_shape_fn((ny, nx), |(y, x)| {
                 (ny * 2 / 3..ny * 2 / 3 + 4).contains(&y) && (1..4).contains(&x)
@@ -831,30 +838,34 @@ mod tests {
 
     #[test]
     fn noise_model_on_strided_views_is_bitwise_the_reference() {
-        // Transposed (non-contiguous) image and mask views take the per-index row paths.
+        // Transposed (non-contiguous) image and mask views take the per-index row paths; a
+        // background whose planes are owned in column-major order, the copied RMS rows.
         let (ny, nx) = (40, 33);
         let mut image = Array2::from_shape_fn((nx, ny), |(x, y)| {
             100.0 + ((y * 31 + x * 17) % 13) as f32 + 40.0 * ((x + y) % 5) as f32
         });
         image[[3, 7]] = f32::INFINITY;
         let mask = Array2::from_shape_fn((nx, ny), |(x, y)| (x * 5 + y * 3) % 17 == 0);
-        let bg = Background {
-            background: Array2::from_elem((ny, nx), 104.0),
-            rms: Array2::from_shape_fn((ny, nx), |(y, x)| 3.0 + 0.01 * (x + y) as f32),
-            global_background: 104.0,
-            global_rms: 3.0,
-            mesh_background: Array2::zeros((1, 1)),
-            mesh_rms: Array2::zeros((1, 1)),
-            n_filled: 0,
-        };
+        let bg = test_background(ny, nx);
         let (img, m) = (image.t(), mask.t());
         for (mask, sigma) in [(None, 1.0), (Some(&m), 1.0), (Some(&m), 0.0)] {
             let p = NoiseParams {
                 smooth_sigma: sigma,
             };
-            let a = noise_model(&img, &bg, mask, 1.7, &p).unwrap();
             let b = noise_model_ref(&img, &bg, mask, 1.7, sigma);
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            let column_major = |a: &Array2<f32>| {
+                let mut f = Array2::zeros(ndarray::ShapeBuilder::f((ny, nx)));
+                f.assign(a);
+                f
+            };
+            let mut bg_f = test_background(ny, nx);
+            bg_f.background = column_major(&bg.background);
+            bg_f.rms = column_major(&bg.rms);
+            assert!(bg_f.rms.row(0).as_slice().is_none());
+            for bg in [&bg, &bg_f] {
+                let a = noise_model(&img, bg, mask, 1.7, &p).unwrap();
+                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            }
         }
     }
 
